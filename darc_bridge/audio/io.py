@@ -1,0 +1,215 @@
+"""Load audio with clear errors, and write WAV files atomically (temporary name, then rename).
+
+Every entry point (CLI, daemon, training) reads audio through `load_audio`, so bad input is
+refused the same way everywhere and never reaches an engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from darc_bridge.errors import InputError, OutputError
+
+log = logging.getLogger(__name__)
+
+SILENCE_DBFS = -70.0
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """Bounds on what we accept; the defaults suit song regions and rhythm prompts."""
+
+    max_duration_s: float = 600.0
+    min_duration_s: float = 0.05
+    max_file_bytes: int = 2 * 1024**3
+
+
+@dataclass
+class Audio:
+    """Float32 samples shaped (channels, frames) with their sample rate."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        return self.samples.shape[-1] / float(self.sample_rate)
+
+    @property
+    def channels(self) -> int:
+        return self.samples.shape[0]
+
+    def mono(self) -> np.ndarray:
+        """Mean over channels: shape (frames,)."""
+        return self.samples.mean(axis=0)
+
+    def resampled(self, sample_rate: int) -> Audio:
+        if sample_rate == self.sample_rate:
+            return self
+        import librosa
+
+        out = librosa.resample(self.samples, orig_sr=self.sample_rate, target_sr=sample_rate, res_type="soxr_hq")
+        return Audio(np.ascontiguousarray(out, dtype=np.float32), sample_rate)
+
+    def region(self, start: float | None, end: float | None) -> Audio:
+        """Cut [start, end) in seconds; None means the file's start or end."""
+        s = 0 if start is None else int(round(start * self.sample_rate))
+        e = self.samples.shape[-1] if end is None else int(round(end * self.sample_rate))
+        return Audio(self.samples[:, s:e], self.sample_rate)
+
+    def peak_dbfs(self) -> float:
+        peak = float(np.max(np.abs(self.samples))) if self.samples.size else 0.0
+        return -np.inf if peak <= 0 else 20.0 * np.log10(peak)
+
+
+def _check_region(path: Path, total: float, start: float | None, end: float | None) -> None:
+    if start is not None and start < 0:
+        raise InputError(f"{path.name}: region start {start:.3f}s is negative")
+    if start is not None and start >= total:
+        raise InputError(f"{path.name}: region start {start:.3f}s is past the end of the file ({total:.3f}s)")
+    if end is not None and start is not None and end <= start:
+        raise InputError(f"{path.name}: region end {end:.3f}s is not after its start {start:.3f}s")
+    if end is not None and end > total + 1e-3:
+        raise InputError(f"{path.name}: region end {end:.3f}s is past the end of the file ({total:.3f}s)")
+
+
+def load_audio(
+    path: str | os.PathLike,
+    *,
+    role: str = "audio",
+    start: float | None = None,
+    end: float | None = None,
+    limits: AudioLimits = AudioLimits(),
+    allow_silent: bool = False,
+) -> Audio:
+    """Read an audio file (or a region of it) as float32 (channels, frames).
+
+    `role` names the file in errors ("mix", "prompt") so the user knows which input is wrong.
+    Raises InputError for a missing, unreadable, corrupt, empty, silent or too long file.
+    """
+    p = Path(path)
+    if not str(path):
+        raise InputError(f"{role}: no file given")
+    if not p.exists():
+        raise InputError(f"{role} file not found: {p}")
+    if not p.is_file():
+        raise InputError(f"{role} path is not a file: {p}")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{role} file is not readable: {p}")
+    size = p.stat().st_size
+    if size == 0:
+        raise InputError(f"{role} file is empty: {p}")
+    if size > limits.max_file_bytes:
+        raise InputError(f"{role} file is too large ({size / 1e9:.1f} GB > {limits.max_file_bytes / 1e9:.1f} GB): {p}")
+    try:
+        info = sf.info(str(p))
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
+        raise InputError(
+            f"{role} file is not readable audio (corrupt or unsupported format; use WAV, FLAC, OGG or MP3): {p}"
+        ) from exc
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise InputError(f"{role} file holds no audio: {p}")
+    total = info.frames / info.samplerate
+    _check_region(p, total, start, end)
+    s = 0.0 if start is None else start
+    e = total if end is None else min(end, total)
+    if e - s > limits.max_duration_s:
+        raise InputError(
+            f"{role} is too long: {e - s:.1f}s exceeds the limit of {limits.max_duration_s:.0f}s "
+            f"(select a shorter region or raise the limit)"
+        )
+    if e - s < limits.min_duration_s:
+        raise InputError(f"{role} is too short: {e - s:.3f}s (at least {limits.min_duration_s:.2f}s needed)")
+    try:
+        data, sr = sf.read(
+            str(p),
+            start=int(round(s * info.samplerate)),
+            stop=int(round(e * info.samplerate)),
+            dtype="float32",
+            always_2d=True,
+        )
+    except Exception as exc:
+        raise InputError(f"{role} file is corrupt or truncated: {p} ({exc})") from exc
+    if data.shape[0] == 0:
+        raise InputError(f"{role} file holds no audio in the requested region: {p}")
+    samples = np.ascontiguousarray(data.T)
+    if not np.all(np.isfinite(samples)):
+        raise InputError(f"{role} file holds invalid samples (NaN or infinity): {p}")
+    audio = Audio(samples, int(sr))
+    if not allow_silent and audio.peak_dbfs() < SILENCE_DBFS:
+        raise InputError(f"{role} is silent (peak below {SILENCE_DBFS:.0f} dBFS): {p}")
+    log.debug("loaded %s %s: %.2fs, %d Hz, %d ch", role, p, audio.duration, sr, audio.channels)
+    return audio
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Refuse early (before any work) an output whose folder is missing or read-only."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.exists():
+        raise OutputError(f"output folder does not exist: {folder}")
+    if not folder.is_dir():
+        raise OutputError(f"output folder is not a folder: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder is not writable: {folder}")
+    if p.is_dir():
+        raise OutputError(f"output path is a folder, not a file: {p}")
+    if not overwrite and p.exists():
+        raise OutputError(f"output file already exists: {p}")
+    return p
+
+
+def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = True, suffix: str = "") -> Path:
+    """Call `write(tmp_path)` then move the result onto `path` in one step.
+
+    The temporary file lives in the destination folder (same filesystem, so the rename is
+    atomic). With overwrite=False an existing file is never replaced, even in a race.
+    """
+    p = check_output_path(path, overwrite=overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".part{suffix}", dir=p.parent or ".")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        if overwrite:
+            os.replace(tmp, p)
+        else:
+            try:
+                os.link(tmp, p)  # fails if p exists: no clobbering
+            except FileExistsError as exc:
+                raise OutputError(f"output file already exists: {p}") from exc
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def write_wav_atomic(
+    path: str | os.PathLike,
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    overwrite: bool = True,
+    subtype: str = "FLOAT",
+) -> Path:
+    """Write (channels, frames) or (frames,) float audio as a 32-bit float WAV, atomically."""
+    data = np.asarray(samples, dtype=np.float32)
+    if data.ndim == 2:
+        data = data.T
+    if not np.all(np.isfinite(data)):
+        raise OutputError("refusing to write audio holding NaN or infinity")
+
+    def _write(tmp: str) -> None:
+        sf.write(tmp, data, int(sample_rate), subtype=subtype, format="WAV")
+
+    return atomic_write(path, _write, overwrite=overwrite, suffix=".wav")

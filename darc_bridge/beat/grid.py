@@ -1,0 +1,54 @@
+"""The beat grid of a mix: tempo, beats and downbeats, used to place and quantise drums
+and (later) as beat conditioning for the model, after JukeDrummer's beat-aware idea."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class BeatGrid:
+    """Beat and downbeat times in seconds from the start of the region."""
+
+    tempo: float  # beats per minute
+    beats: np.ndarray
+    downbeats: np.ndarray
+    duration: float
+    beats_per_bar: int = 4
+
+    @property
+    def beat_period(self) -> float:
+        return 60.0 / self.tempo
+
+    def subdivisions(self, per_beat: int = 4) -> np.ndarray:
+        """Grid points between (and extrapolated beyond) the beats: 16ths by default."""
+        if len(self.beats) == 0:
+            return np.arange(0.0, self.duration, self.beat_period / per_beat)
+        period = self.beat_period
+        first = self.beats[0] - np.ceil(self.beats[0] / period) * period
+        anchors = np.concatenate([np.arange(first, self.beats[0], period), self.beats])
+        last = anchors[-1]
+        anchors = np.concatenate([anchors, np.arange(last + period, self.duration + period, period)])
+        pts = [a + i * (b - a) / per_beat for a, b in zip(anchors[:-1], anchors[1:], strict=True) for i in range(per_beat)]
+        pts = np.array(pts + [anchors[-1]])
+        return pts[(pts >= -1e-9) & (pts < self.duration)]
+
+    def to_frame_features(self, frame_rate: float, n_frames: int, width_s: float = 0.04) -> np.ndarray:
+        """(2, n_frames) beat and downbeat activations (triangles of `width_s`), for beat conditioning."""
+        t = np.arange(n_frames) / frame_rate
+        out = np.zeros((2, n_frames), dtype=np.float32)
+        for row, times in enumerate((self.beats, self.downbeats)):
+            for b in times:
+                out[row] = np.maximum(out[row], np.clip(1.0 - np.abs(t - b) / width_s, 0.0, 1.0))
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "tempo": float(self.tempo),
+            "beats": [round(float(b), 4) for b in self.beats],
+            "downbeats": [round(float(b), 4) for b in self.downbeats],
+            "duration": float(self.duration),
+            "beats_per_bar": int(self.beats_per_bar),
+        }

@@ -1,0 +1,124 @@
+"""The timbre-free rhythm representation shared by every engine and the model.
+
+DARC keeps only the NMF activations H of the prompt (time x timbre class), never the bases W,
+so the prompt's sound cannot leak into the drums: only *when* and *which class* survive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+FRAME_RATE = 50.0  # EnCodec 32 kHz token rate: one feature frame per model frame
+
+# General MIDI drum notes for classes low -> high timbre: kick, snare, closed hat, then extras.
+GM_NOTES = (36, 38, 42, 46, 45, 49, 51, 39)
+CLASS_NAMES = ("kick", "snare", "hat", "open_hat", "tom", "crash", "ride", "clap")
+
+
+@dataclass(frozen=True)
+class RhythmSettings:
+    """How rhythm features are extracted; recorded in checkpoints so training and inference agree."""
+
+    n_classes: int = 3
+    frame_rate: float = FRAME_RATE
+    sample_rate: int = 22050  # analysis rate: prompts at any rate are resampled to this
+    n_fft: int = 1024
+    hop_length: int = 256
+    n_mels: int = 0  # 0: linear magnitude spectrogram; >0: mel magnitudes before NMF
+    nmf_max_iter: int = 300
+    nmf_beta_loss: str = "kullback-leibler"
+    order_by: str = "centroid"  # how classes are ordered low -> high: "centroid" of each basis W
+    onset_threshold: float = 0.2  # peak picking threshold on normalised activations (0..1)
+    min_onset_gap_s: float = 0.04
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_classes <= 8:
+            raise ValueError(f"n_classes must be between 1 and 8, got {self.n_classes}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RhythmSettings:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Onset:
+    """One hit heard in the prompt: time in seconds, timbre class (0 = lowest), strength 0..1."""
+
+    time: float
+    cls: int
+    strength: float
+
+    def to_dict(self) -> dict:
+        return {"time": round(float(self.time), 4), "class": int(self.cls), "strength": round(float(self.strength), 4)}
+
+
+@dataclass
+class RhythmFeatures:
+    """Activations (n_classes x frames, each row scaled to 0..1) at `frame_rate`, plus picked onsets."""
+
+    activations: np.ndarray
+    onsets: list[Onset]
+    frame_rate: float = FRAME_RATE
+    duration: float = 0.0
+    settings: RhythmSettings = field(default_factory=RhythmSettings)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.activations.shape[0])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.activations.shape[1])
+
+    def to_json_dict(self) -> dict:
+        return {
+            "onsets": [o.to_dict() for o in sorted(self.onsets, key=lambda o: (o.time, o.cls))],
+            "n_classes": self.n_classes,
+            "frame_rate": float(self.frame_rate),
+            "duration": round(float(self.duration), 4),
+        }
+
+    def onset_times(self, cls: int | None = None) -> np.ndarray:
+        return np.array(sorted(o.time for o in self.onsets if cls is None or o.cls == cls), dtype=float)
+
+    def fit_to(self, duration: float) -> RhythmFeatures:
+        """Trim to `duration`, or loop the whole prompt until it covers `duration`.
+
+        A tapped bar is meant to repeat over the region; a longer take is cut at the region's end.
+        """
+        n_target = int(round(duration * self.frame_rate))
+        if self.n_frames == 0 or self.duration <= 0:
+            raise ValueError("cannot fit empty rhythm features")
+        reps = int(np.ceil(n_target / self.n_frames))
+        acts = np.tile(self.activations, (1, max(reps, 1)))[:, :n_target]
+        onsets: list[Onset] = []
+        for r in range(max(reps, 1)):
+            shift = r * self.n_frames / self.frame_rate
+            onsets.extend(Onset(o.time + shift, o.cls, o.strength) for o in self.onsets if o.time + shift < duration)
+        return RhythmFeatures(acts.astype(np.float32), onsets, self.frame_rate, float(duration), self.settings)
+
+    @classmethod
+    def from_onsets(
+        cls,
+        onsets: list[Onset],
+        duration: float,
+        n_classes: int = 3,
+        frame_rate: float = FRAME_RATE,
+        decay_s: float = 0.05,
+    ) -> RhythmFeatures:
+        """Activations drawn from known onsets (exponential decays): for MIDI input and tests."""
+        n = int(round(duration * frame_rate))
+        acts = np.zeros((n_classes, n), dtype=np.float32)
+        t = np.arange(n) / frame_rate
+        for o in onsets:
+            if 0 <= o.cls < n_classes:
+                env = np.where(t >= o.time - 0.5 / frame_rate, np.exp(-np.maximum(t - o.time, 0) / decay_s), 0.0)
+                acts[o.cls] = np.maximum(acts[o.cls], o.strength * env)
+        return cls(acts, list(onsets), frame_rate, float(duration), RhythmSettings(n_classes=n_classes))
