@@ -1,0 +1,76 @@
+"""Kit engine benchmarks: rhythm extraction and end-to-end generation for 30 s and 3 min regions.
+
+Target on the 2-core CPU machine: a 3-minute region end to end (files in, stem + MIDI out) in
+under 3 s, i.e. at least 60x real time, within 1 GB peak memory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from darc_bridge.bench.common import BenchRow, run_isolated
+
+REGIONS = (30.0, 180.0)
+BPM = 112.0
+
+
+def _material(folder: Path, seconds: float) -> tuple[Path, Path]:
+    from darc_bridge.audio import write_wav_atomic
+    from darc_bridge.audio.music import synth_drumless_mix
+    from darc_bridge.audio.prompts import random_pattern, synth_prompt
+
+    mix, _, _ = synth_drumless_mix(seconds, bpm=BPM, sample_rate=44100, seed=1)
+    mix_path = write_wav_atomic(folder / f"mix_{seconds:.0f}.wav", mix, 44100)
+    onsets = random_pattern(seconds, BPM, seed=2)
+    prompt = synth_prompt(onsets, seconds, 44100, voice="beatbox", seed=3)
+    prompt_path = write_wav_atomic(folder / f"prompt_{seconds:.0f}.wav", prompt, 44100)
+    return mix_path, prompt_path
+
+
+def rhythm_case(seconds: float) -> dict:
+    """Time the NMF rhythm extraction of a prompt of `seconds` (synthesis and imports excluded)."""
+    from darc_bridge.audio import load_audio
+    from darc_bridge.rhythm.nmf import extract_rhythm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, prompt_path = _material(Path(tmp), seconds)
+        audio = load_audio(prompt_path, role="prompt", limits=_limits())
+        t0 = time.perf_counter()
+        features = extract_rhythm(audio)
+        elapsed = time.perf_counter() - t0
+    return {"seconds": elapsed, "onsets": len(features.onsets), "x_realtime": seconds / elapsed}
+
+
+def generate_case(seconds: float) -> dict:
+    """Time files-to-files generation (load, beats, rhythm, render, write stem + MIDI)."""
+    from darc_bridge.engines import GenerationParams, create_engine
+    from darc_bridge.pipeline import run_job
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        mix_path, prompt_path = _material(folder, seconds)
+        engine = create_engine("kit")
+        engine.load()
+        t0 = time.perf_counter()
+        out = run_job(engine, mix_path, prompt_path, folder / "drums.wav", GenerationParams(seed=0),
+                      midi_path=folder / "drums.mid", limits=_limits())
+        elapsed = time.perf_counter() - t0
+    return {"seconds": elapsed, "x_realtime": seconds / elapsed, "stem_s": out.duration}
+
+
+def _limits():
+    from darc_bridge.audio import AudioLimits
+
+    return AudioLimits(max_duration_s=600.0)
+
+
+def cases() -> list[BenchRow]:
+    rows = []
+    for seconds in REGIONS:
+        label = f"{seconds:.0f}s"
+        rows.append(run_isolated("kit", f"rhythm extraction {label}", "darc_bridge.bench.kit:rhythm_case", seconds))
+        rows.append(run_isolated("kit", f"kit generate end-to-end {label}", "darc_bridge.bench.kit:generate_case",
+                                 seconds))
+    return rows

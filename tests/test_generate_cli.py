@@ -1,0 +1,119 @@
+"""`darc-bridge generate` end to end with the kit engine, and its refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from darc_bridge.audio.music import synth_drumless_mix
+from darc_bridge.audio.prompts import random_pattern, synth_prompt
+from darc_bridge.cli.main import main
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("material")
+    mix, _, _ = synth_drumless_mix(6.0, bpm=120, sample_rate=SR, seed=0)
+    sf.write(folder / "mix.wav", mix.T, SR)
+    prompt = synth_prompt(random_pattern(2.0, 120, seed=1), 2.0, 44100, voice="tap", seed=2)
+    sf.write(folder / "prompt.wav", prompt, 44100)
+    return folder
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_writes_stem_and_midi(material, tmp_path, capsys):
+    out, midi = tmp_path / "drums.wav", tmp_path / "drums.mid"
+    code, stdout, _ = _run(capsys, "generate", "--mix", str(material / "mix.wav"), "--prompt",
+                           str(material / "prompt.wav"), "--out", str(out), "--midi", str(midi),
+                           "--start", "1.0", "--end", "5.5", "--seed", "3", "--json", "--quiet")
+    assert code == 0
+    result = json.loads(stdout)
+    assert result["stem_path"] == str(out) and result["midi_path"] == str(midi)
+    data, sr = sf.read(out, always_2d=True)
+    assert sr == SR and data.shape[0] == round(4.5 * SR)
+    assert sf.info(out).subtype == "FLOAT"
+    assert 0.01 < np.max(np.abs(data)) <= 1.0
+    assert midi.stat().st_size > 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drums.mid", "drums.wav"]
+
+
+def test_console_script_progress_on_stderr(material, tmp_path):
+    out = tmp_path / "drums.wav"
+    proc = subprocess.run([sys.executable, "-m", "darc_bridge.cli.main", "generate", "--mix",
+                           str(material / "mix.wav"), "--prompt", str(material / "prompt.wav"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "100%" in proc.stderr
+    assert "drum stem:" in proc.stdout and out.exists()
+
+
+def _assert_refused(capsys, tmp_path, *args: str, match: str) -> None:
+    out = tmp_path / "drums.wav"
+    code, _, err = _run(capsys, "generate", *args, "--out", str(out), "--quiet")
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("darc-bridge: error:") and match in line, err
+    assert not out.exists()
+    assert not any(p.name.startswith(".drums") for p in tmp_path.iterdir())
+
+
+def test_missing_mix(capsys, tmp_path, material):
+    _assert_refused(capsys, tmp_path, "--mix", str(tmp_path / "nope.wav"), "--prompt",
+                    str(material / "prompt.wav"), match="mix file not found")
+
+
+def test_corrupt_prompt(capsys, tmp_path, material):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + bytes(100))
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--prompt", str(bad),
+                    match="prompt file is not readable audio")
+
+
+def test_silent_prompt(capsys, tmp_path, material):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(SR * 2, np.float32), SR)
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--prompt", str(silent),
+                    match="prompt is silent")
+
+
+def test_prompt_too_short(capsys, tmp_path, material):
+    blip = tmp_path / "blip.wav"
+    sf.write(blip, 0.5 * np.ones(int(SR * 0.1), np.float32), SR)
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--prompt", str(blip),
+                    match="too short")
+
+
+def test_absurd_region(capsys, tmp_path, material):
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--start", "2", "--end", "2",
+                    match="not after")
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--max-duration", "3",
+                    match="too long")
+
+
+def test_unsupported_format(capsys, tmp_path, material):
+    fake = tmp_path / "song.m4a"
+    fake.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
+    _assert_refused(capsys, tmp_path, "--mix", str(fake), match="unsupported format")
+
+
+def test_output_folder_missing(capsys, tmp_path, material):
+    code, _, err = _run(capsys, "generate", "--mix", str(material / "mix.wav"), "--out",
+                        str(tmp_path / "no" / "drums.wav"), "--quiet")
+    assert code == 2 and "output folder does not exist" in err
+
+
+def test_bad_parameter(capsys, tmp_path, material):
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--rhythm-strength", "9",
+                    match="rhythm_strength")
