@@ -23,7 +23,10 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -c "import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)" \
 	  && rm -f $(VENV)/lib/python3*/site-packages/torchaudio/lib/*.so || true
 	$(PIP) install -q -e '.[dev]'
-	$(PY) -c "import darc_bridge.compat; darc_bridge.compat.import_audiocraft(); print('setup ok')"
+	$(PY) -c "import darc_bridge.compat; darc_bridge.compat.import_audiocraft(); print('audiocraft ok')"
+	# Compile librosa's numba kernels once, sequentially: parallel test workers compiling them at the
+	# same moment can corrupt numba's on-disk cache (numba/numba#10128).
+	$(PY) -m darc_bridge.warmup
 	touch $(STAMP)
 
 demo: setup

@@ -42,14 +42,13 @@ def run(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     engine = engine_from_args(args)
     overall = OverallProgress()
-    bar = tqdm(total=100, desc="drums", unit="%", file=sys.stderr, disable=args.quiet,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+    bar = tqdm(total=100, desc="load", unit="%", file=sys.stderr, disable=args.quiet, mininterval=0.2,
+               bar_format="drums {percentage:3.0f}%|{bar}| {desc}")
 
     def progress(stage: str, fraction: float) -> None:
         value = overall.update(stage, fraction)
-        bar.set_postfix_str(stage, refresh=False)
-        bar.n = round(value * 100)
-        bar.refresh()
+        bar.set_description_str(stage, refresh=False)
+        bar.update(round(value * 100) - bar.n)
 
     try:
         engine.load()

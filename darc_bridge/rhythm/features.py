@@ -27,6 +27,7 @@ class RhythmSettings:
     n_fft: int = 1024
     hop_length: int = 256
     n_mels: int = 0  # 0: linear magnitude spectrogram; >0: mel magnitudes before NMF
+    magnitude_power: float = 0.5  # NMF input is |STFT| ** power: < 1 lets quiet hats weigh like loud kicks
     nmf_max_iter: int = 300
     nmf_beta_loss: str = "kullback-leibler"
     order_by: str = "centroid"  # how classes are ordered low -> high: "centroid" of each basis W

@@ -1,0 +1,103 @@
+-- @description DARC: Generate drums for time selection
+-- @version 0.1.0
+-- @author darc-bridge
+-- @about
+--   Renders the selected tracks (or the master mix without tracks named "Drums") over the time
+--   selection, sends it with the rhythm prompt to the darc-bridge daemon through
+--   `darc-bridge client generate`, and inserts the drum stem on a new track at the selection start.
+--   REAPER never waits: the client runs in the background and its status file is polled.
+--   Needs the daemon running (`darc-bridge serve`); see docs/daw.md.
+-- @provides
+--   [nomain] darc_common.lua
+--   [main] darc_set_rhythm_prompt.lua
+--   [main] darc_record_prompt.lua
+--   [main] darc_cancel.lua
+--   [main] darc_settings.lua
+-- @changelog
+--   First release.
+
+local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])") or "./"
+local darc = dofile(dir .. "darc_common.lua")
+
+local RENDER_MASTER = 0
+local RENDER_SELECTED_TRACKS = 128 -- selected tracks through master
+local BOUNDS_TIME_SELECTION = 2
+
+-- Tracks named "Drums..." are left out of a master render: the stem must not hear old drums.
+local function drum_tracks()
+  local found = {}
+  for i = 0, reaper.CountTracks(0) - 1 do
+    local track = reaper.GetTrack(0, i)
+    if darc.track_name(track):lower():match("^%s*drums") then
+      found[#found + 1] = track
+    end
+  end
+  return found
+end
+
+local function main()
+  local settings, err = darc.settings()
+  if not settings then
+    return darc.error(err)
+  end
+  local active = reaper.GetExtState(darc.SECTION, "active_job")
+  if active ~= "" then
+    return darc.error("A generation is already running (job " .. active .. "). Wait, or run 'DARC: Cancel generation'.")
+  end
+  local start, finish = reaper.GetSet_LoopTimeRange(false, false, 0, 0, false)
+  if not start or finish - start < 0.5 then
+    return darc.error("Make a time selection (at least half a second) over the part to accompany.")
+  end
+  local _, prompt = reaper.GetProjExtState(0, darc.SECTION, "prompt")
+  if prompt ~= "" and not darc.file_exists(prompt) then
+    return darc.error("The rhythm prompt file is missing:\n" .. prompt
+      .. "\nSet it again with 'DARC: Set rhythm prompt from selected item'.")
+  end
+
+  local job_id = darc.new_job_id()
+  local job_dir = darc.job_dir()
+  local mix
+  if reaper.CountSelectedTracks(0) > 0 then
+    mix, err = darc.render(job_dir, "mix-" .. job_id, RENDER_SELECTED_TRACKS, BOUNDS_TIME_SELECTION, {})
+  else
+    mix, err = darc.render(job_dir, "mix-" .. job_id, RENDER_MASTER, BOUNDS_TIME_SELECTION, drum_tracks())
+  end
+  if not mix then
+    return darc.error(err)
+  end
+
+  local status_file = job_dir .. "/job-" .. job_id .. ".json"
+  local args = { "generate", "--mix", mix }
+  if prompt ~= "" then
+    args[#args + 1] = "--prompt"
+    args[#args + 1] = prompt
+  end
+  for _, a in ipairs({ "--temperature", darc.format_number(settings.temperature),
+    "--rhythm-strength", darc.format_number(settings.rhythm_strength), "--out-dir", job_dir,
+    "--no-midi", "--job-id", job_id, "--wait", "--status-file", status_file, "--quiet" }) do
+    args[#args + 1] = a
+  end
+  local handle = darc.launch(darc.client_argv(settings, args), job_id)
+  reaper.SetExtState(darc.SECTION, "active_job", job_id, false)
+
+  local take_name = string.format("DARC T%s R%s", darc.format_number(settings.temperature),
+    darc.format_number(settings.rhythm_strength))
+  darc.poll(status_file, handle, {
+    on_progress = function(status)
+      local pct = math.floor((tonumber(status.fraction) or 0) * 100 + 0.5)
+      darc.show_progress("DARC: generating drums", string.format("%s %d%%", status.stage or status.state, pct),
+        tonumber(status.fraction) or 0)
+    end,
+    on_done = function(status)
+      if not status.stem_path or status.stem_path == "" or not darc.file_exists(status.stem_path) then
+        return darc.error("The daemon reported a stem that cannot be read:\n" .. tostring(status.stem_path))
+      end
+      darc.insert_audio(status.stem_path, start, "Drums", take_name, "DARC: insert drum stem")
+    end,
+    on_error = function(message)
+      darc.error("Drum generation failed:\n" .. message)
+    end,
+  })
+end
+
+main()

@@ -1,0 +1,189 @@
+"""The Max for Live device: its patcher is valid and wired to the JavaScript, the committed .amxd
+matches its source, and the JavaScript behaves under node with fakes of Max and Live."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from darc_bridge.daw import build_m4l
+
+REPO = Path(__file__).resolve().parents[1]
+JS = REPO / "max_for_live" / "src" / "darc_drums.js"
+PROTOCOL = REPO / "docs" / "protocol.md"
+
+
+@pytest.fixture(scope="module")
+def patcher() -> dict:
+    return build_m4l.load_patcher()["patcher"]
+
+
+@pytest.fixture(scope="module")
+def js_source() -> str:
+    return JS.read_text(encoding="utf-8")
+
+
+def boxes_by(patcher: dict, key: str) -> dict[str, dict]:
+    return {b["box"][key]: b["box"] for b in patcher["boxes"] if key in b["box"]}
+
+
+def by_text(patcher: dict, first_word: str) -> list[dict]:
+    return [b["box"] for b in patcher["boxes"] if b["box"].get("text", "").split(" ")[:1] == [first_word]]
+
+
+def links(patcher: dict) -> set[tuple[str, int, str, int]]:
+    return {(*ln["patchline"]["source"], *ln["patchline"]["destination"]) for ln in patcher["lines"]}
+
+
+def js_box(patcher: dict) -> dict:
+    (box,) = by_text(patcher, "js")
+    return box
+
+
+def js_number(source: str, name: str) -> int:
+    m = re.search(rf"^var {name} = (\d+);", source, re.M)
+    assert m, f"{name} not found in darc_drums.js"
+    return int(m.group(1))
+
+
+def protocol_ranges() -> dict[str, tuple[float, float]]:
+    """`key | type | lo–hi | ...` rows of the /darc/generate options table."""
+    ranges = {}
+    for m in re.finditer(r"^\| `(\w+)` \| f \| ([\d.]+)–([\d.]+) \|", PROTOCOL.read_text(encoding="utf-8"), re.M):
+        ranges[m.group(1)] = (float(m.group(2)), float(m.group(3)))
+    return ranges
+
+
+def test_committed_device_matches_its_source():
+    assert build_m4l.main(["--check"]) == 0
+
+
+def test_device_chunks_hold_an_audio_effect_and_the_patcher(patcher):
+    chunks = build_m4l.read_device(build_m4l.DEVICE.read_bytes())
+    assert list(chunks) == ["ampf", "meta", "ptch"]
+    assert chunks["ampf"] == b"aaaa"
+    assert json.loads(chunks["ptch"].rstrip(b"\x00").decode("utf-8"))["patcher"] == patcher
+
+
+def test_check_fails_when_the_source_changes(tmp_path, patcher):
+    source = tmp_path / "edited.maxpat"
+    edited = {"patcher": dict(patcher, rect=[0.0, 0.0, 1.0, 1.0])}
+    source.write_text(json.dumps(edited), encoding="utf-8")
+    assert build_m4l.main(["--check", "--source", str(source)]) == 1
+    device = tmp_path / "out.amxd"
+    assert build_m4l.main(["--source", str(source), "--device", str(device)]) == 0
+    assert build_m4l.main(["--check", "--source", str(source), "--device", str(device)]) == 0
+
+
+def test_build_refuses_a_line_to_a_missing_inlet(tmp_path, patcher):
+    broken = json.loads(json.dumps(patcher))
+    broken["lines"].append({"patchline": {"source": ["obj-js", 0], "destination": ["obj-udpsend", 5]}})
+    source = tmp_path / "broken.maxpat"
+    source.write_text(json.dumps({"patcher": broken}), encoding="utf-8")
+    device = tmp_path / "broken.amxd"
+    assert build_m4l.main(["--source", str(source), "--device", str(device)]) == 2
+    assert not device.exists()
+
+
+def test_every_named_object_the_script_addresses_exists(patcher, js_source):
+    block = re.search(r"var NAMED = \{(.*?)\};", js_source, re.S).group(1)
+    names = re.findall(r':\s*"(\w+)"', block)
+    assert {"status", "connected", "temperature", "rhythm_strength"} <= set(names)
+    varnames = boxes_by(patcher, "varname")
+    missing = [n for n in names if n not in varnames]
+    assert not missing, f"darc_drums.js addresses objects missing from the patcher: {missing}"
+    assert varnames["status"]["maxclass"] == "comment"
+    assert varnames["connected"]["maxclass"] == "led"
+
+
+def test_every_message_sent_to_the_script_is_a_function_in_it(patcher, js_source):
+    box = js_box(patcher)
+    into_js = [s for (s, _o, d, _i) in links(patcher) if d == box["id"]]
+    boxes = boxes_by(patcher, "id")
+    selectors = set()
+    for src in into_js:
+        b = boxes[src]
+        if b["maxclass"] == "message":
+            selectors.add(b["text"].split()[0])
+        elif b.get("text", "").startswith("prepend "):
+            selectors.add(b["text"].split()[1])
+    assert {"generate", "cancel", "prompt_file", "prompt_source", "region_source"} <= selectors
+    for name in selectors:
+        assert re.search(rf"^function {name}\(", js_source, re.M), f"darc_drums.js has no function {name}"
+    sources = {boxes[s]["maxclass"] if boxes[s]["maxclass"] != "newobj" else boxes[s]["text"].split()[0]
+               for s in into_js}
+    assert {"live.thisdevice", "udpreceive"} <= sources
+    assert re.search(r"^function (bang|anything)\(", js_source, re.M)
+
+
+def test_script_outlets_reach_udpsend_and_the_recorder(patcher, js_source):
+    box = js_box(patcher)
+    assert box["text"] == f"js {JS.name}"
+    n_outlets = int(re.search(r"^outlets = (\d+);", js_source, re.M).group(1))
+    assert box["numoutlets"] == n_outlets
+    boxes = boxes_by(patcher, "id")
+    targets = {o: boxes[d]["text"].split()[0] for (s, o, d, _i) in links(patcher) if s == box["id"]}
+    assert targets[js_number(js_source, "OUT_OSC")] == "udpsend"
+    assert targets[js_number(js_source, "OUT_RECORDER")] == "sfrecord~"
+    (plugin,) = by_text(patcher, "plugin~")
+    (record,) = by_text(patcher, "sfrecord~")
+    assert {(plugin["id"], 0, record["id"], 0), (plugin["id"], 1, record["id"], 1)} <= links(patcher)
+
+
+def test_udp_ports_match_the_protocol(patcher, js_source):
+    default = re.search(r"by default on\s+`([\d.]+):(\d+)`", PROTOCOL.read_text(encoding="utf-8"))
+    (send,) = by_text(patcher, "udpsend")
+    (recv,) = by_text(patcher, "udpreceive")
+    assert send["text"].split()[1:3] == [default.group(1), default.group(2)]
+    assert js_number(js_source, "DAEMON_PORT") == int(default.group(2))
+    reply = js_number(js_source, "REPLY_PORT")
+    assert recv["text"].split()[1] == str(reply)
+    assert reply != int(default.group(2))
+    assert "@defer 1" in recv["text"]
+
+
+def test_dials_are_parameters_with_the_protocol_ranges(patcher):
+    ranges = protocol_ranges()
+    assert {"temperature", "rhythm_strength"} <= set(ranges)
+    varnames = boxes_by(patcher, "varname")
+    for key in ("temperature", "rhythm_strength"):
+        dial = varnames[key]
+        assert dial["maxclass"] == "live.dial"
+        assert dial["parameter_enable"] == 1
+        v = dial["saved_attribute_attributes"]["valueof"]
+        assert (v["parameter_mmin"], v["parameter_mmax"]) == ranges[key]
+        assert v["parameter_type"] == 0  # float
+        assert v["parameter_invisible"] == 0  # automatable
+        assert v["parameter_initial"] == [1.0]
+        assert dial["id"] in patcher["parameters"]
+
+
+def test_displays_the_script_updates_are_not_parameters(patcher):
+    varnames = boxes_by(patcher, "varname")
+    for key in ("status", "connected"):
+        assert not varnames[key].get("parameter_enable")
+    assert varnames["prompt_track"]["saved_attribute_attributes"]["valueof"]["parameter_invisible"] != 0
+
+
+def test_javascript_behaviour_under_node():
+    node = shutil.which("node")
+    assert node, "node (v18+) is needed to test the Max for Live JavaScript"
+    tests = sorted(str(p) for p in (REPO / "tests" / "js").glob("test_*.js"))
+    assert tests
+    proc = subprocess.run([node, "--test", *tests], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    passed = int(re.search(r"^# pass (\d+)", proc.stdout, re.M).group(1))
+    assert passed >= 15
+
+
+def test_javascript_stays_within_what_max_js_runs(js_source):
+    """Max's classic [js] object is ES5: no let/const, arrow functions, classes or template strings."""
+    code = re.sub(r"//[^\n]*|\"(?:[^\"\\]|\\.)*\"", "", js_source)
+    for pattern, what in [(r"\blet\s", "let"), (r"\bconst\s", "const"), (r"=>", "arrow functions"),
+                          (r"`", "template strings"), (r"\bclass\s", "classes"), (r"\brequire\(", "require")]:
+        assert not re.search(pattern, code), f"darc_drums.js uses {what}, which Max's js object does not run"

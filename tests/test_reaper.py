@@ -1,0 +1,408 @@
+"""The REAPER scripts, run by a real Lua 5.4 against a fake `reaper` table that records calls
+(tests/lua/fake_reaper.lua), with a stand-in client (tests/lua/fake_client.py), and once against
+the real daemon through the real client."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "reaper_scripts" / "DARC"
+LUA_DIR = REPO / "tests" / "lua"
+LUA = shutil.which("lua5.4")
+
+def lua_value(x) -> str:
+    """Python data as a Lua constructor (strings byte-exact through decimal escapes)."""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if x is None:
+        return "nil"
+    if isinstance(x, int | float):
+        return repr(x)
+    if isinstance(x, str):
+        return '"' + "".join(chr(b) if 32 <= b < 127 and chr(b) not in '"\\' else f"\\{b:03d}"
+                             for b in x.encode("utf-8")) + '"'
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"[{lua_value(k)}] = {lua_value(v)}" for k, v in x.items()) + "}"
+    return "{" + ", ".join(lua_value(v) for v in x) + "}"
+
+
+def run_lua(script: str, scenario: dict, tmp_path: Path, env: dict | None = None, timeout: float = 60,
+            finished: bool = True) -> dict:
+    assert LUA, "lua5.4 is needed to test the REAPER scripts (Debian package lua5.4)"
+    scen = tmp_path / f"scenario-{script}.lua"
+    scen.write_text("return " + lua_value(scenario), encoding="utf-8")
+    out = tmp_path / f"report-{script}.json"
+    proc = subprocess.run([LUA, str(LUA_DIR / "run_script.lua"), str(scen), str(SCRIPTS / script), str(out)],
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report.get("error") is None, report["error"]
+    if finished:
+        assert report["defer_left"] in (None, 0), "the defer loop never finished"
+    return report
+
+
+def tone(path: Path, seconds: float = 0.5, sr: int = 22050) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 220 * t).astype(np.float32), sr, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A project folder and client path with spaces, quotes and non-ASCII characters."""
+    project = tmp_path / "My Songs" / "Café 'ü' $HOME"
+    project.mkdir(parents=True)
+    client_dir = tmp_path / "tools ü"
+    client_dir.mkdir()
+    client = client_dir / "darc bridge"
+    client.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{LUA_DIR / 'fake_client.py'}' \"$@\"\n")
+    client.chmod(0o755)
+    prompt = tone(tmp_path / "beat box \"take\" ß.wav", 1.0)
+    mix = tone(tmp_path / "render source.wav", 2.0)
+    log = tmp_path / "client-argv.jsonl"
+    env = {"FAKE_CLIENT_LOG": str(log), "FAKE_CLIENT_PROMPT": str(prompt), "TMPDIR": str(tmp_path)}
+
+    def scenario(**changes) -> dict:
+        base = {
+            "os": "Linux", "project_path": str(project), "time_selection": [12.5, 20.5],
+            "tracks": [{"name": "Guitar", "selected": True}, {"name": "Bass"}, {"name": "Drums"}],
+            "ext": {"DARC/client": str(client), "DARC/temperature": "0.8", "DARC/rhythm_strength": "1.5",
+                    "DARC/port": "9123"},
+            "proj_ext": {"DARC/prompt": str(prompt)},
+            "render_numbers": {"RENDER_SETTINGS": 1, "RENDER_BOUNDSFLAG": 1, "RENDER_SRATE": 48000,
+                               "RENDER_CHANNELS": 1, "RENDER_TAILFLAG": 3, "RENDER_ADDTOPROJ": 1},
+            "render_strings": {"RENDER_FILE": "/user/renders", "RENDER_PATTERN": "$project",
+                               "RENDER_FORMAT": "bDNwbQ=="},
+            "render_source": str(mix), "exec_foreground": True,
+        }
+        base.update(changes)
+        return base
+
+    def argv_log() -> list[list[str]]:
+        return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
+
+    return {"project": project, "client": client, "prompt": prompt, "mix": mix, "env": env,
+            "scenario": scenario, "argv": argv_log, "tmp": tmp_path}
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_generate_inserts_the_stem_on_a_new_track_at_the_selection_start(world, tmp_path):
+    report = run_lua("darc_generate_drums.lua", world["scenario"](), tmp_path, world["env"])
+    assert report["messages"] == []
+    tracks = report["tracks"]
+    assert [t["name"] for t in tracks] == ["Guitar", "Bass", "Drums", "Drums"]
+    new = tracks[-1]
+    assert new["inserted"] and new["selected"]
+    (item,) = new["items"]
+    assert item["position"] == 12.5
+    assert item["length"] == pytest.approx(2.0, abs=1e-3)
+    assert item["take_name"] == "DARC T0.80 R1.50"
+    assert Path(item["file"]).parent == world["project"] / "DARC"
+    assert Path(item["file"]).is_file()
+    assert report["undo"] == ["begin", "end:DARC: insert drum stem"]
+    log = report["log"]
+    assert log.index("Undo_BeginBlock") < log.index("InsertTrackAtIndex") < log.index("Undo_EndBlock")
+
+
+def test_render_settings_are_set_for_the_render_and_restored(world, tmp_path):
+    scenario = world["scenario"]()
+    report = run_lua("darc_generate_drums.lua", scenario, tmp_path, world["env"])
+    (render,) = report["renders"]
+    assert render["numbers"]["RENDER_BOUNDSFLAG"] == 2  # time selection
+    assert render["numbers"]["RENDER_SETTINGS"] == 128  # selected tracks through master
+    assert render["numbers"]["RENDER_ADDTOPROJ"] == 0
+    assert render["strings"]["RENDER_FILE"] == str(world["project"] / "DARC")
+    assert render["strings"]["RENDER_FORMAT"] == "evaw"
+    assert report["render"]["numbers"] == scenario["render_numbers"]
+    assert report["render"]["strings"] == scenario["render_strings"]
+    argv = world["argv"]()[0]
+    assert option(argv, "--mix") == render["output"]
+
+
+def test_without_selected_tracks_the_master_is_rendered_without_drums(world, tmp_path):
+    scenario = world["scenario"](tracks=[{"name": "Keys"}, {"name": "Drums", "mute": 0}, {"name": "drums overhead"}])
+    report = run_lua("darc_generate_drums.lua", scenario, tmp_path, world["env"])
+    (render,) = report["renders"]
+    assert render["numbers"]["RENDER_SETTINGS"] == 0
+    assert render["mutes"] == {"Keys": 0, "Drums": 1, "drums overhead": 1}
+    assert [t["mute"] for t in report["tracks"][:3]] == [0, 0, 0]
+
+
+def test_client_command_keeps_paths_with_spaces_quotes_and_non_ascii(world, tmp_path):
+    run_lua("darc_generate_drums.lua", world["scenario"](), tmp_path, world["env"])
+    (argv,) = world["argv"]()
+    job_dir = world["project"] / "DARC"
+    assert argv[:5] == ["client", "--host", "127.0.0.1", "--port", "9123"]
+    assert argv[5] == "generate"
+    assert option(argv, "--prompt") == str(world["prompt"])
+    assert option(argv, "--out-dir") == str(job_dir)
+    assert option(argv, "--temperature") == "0.80"
+    assert option(argv, "--rhythm-strength") == "1.50"
+    assert Path(option(argv, "--status-file")).parent == job_dir
+    assert re.fullmatch(r"[0-9a-f-]{36}", option(argv, "--job-id"))
+    assert "--wait" in argv and "--no-midi" in argv
+
+
+def test_windows_command_line_survives_the_windows_argument_rules(tmp_path):
+    args = ["C:\\Program Files\\darc\\darc-bridge.exe", "a \"quoted\" word", "trailing\\", "ü ß 漢字", "",
+            "back\\\\\"slash", "C:\\Users\\Me\\My Song\\"]
+    driver = tmp_path / "quote.lua"
+    driver.write_text(
+        f"reaper = {{}}\nlocal darc = dofile({lua_value(str(SCRIPTS / 'darc_common.lua'))})\n"
+        f"io.write(darc.command_line({lua_value(args)}, true))\n", encoding="utf-8")
+    out = subprocess.run([LUA, str(driver)], capture_output=True, timeout=30, check=True).stdout.decode("utf-8")
+    assert parse_windows_command_line(out) == args
+
+
+def parse_windows_command_line(line: str) -> list[str]:
+    """CommandLineToArgvW's rules (2n backslashes + quote: n backslashes, toggle; 2n+1: n and a quote)."""
+    args, cur, in_quotes, have, i = [], [], False, False, 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\":
+            n = len(line[i:]) - len(line[i:].lstrip("\\"))
+            if i + n < len(line) and line[i + n] == '"':
+                cur.append("\\" * (n // 2))
+                if n % 2:
+                    cur.append('"')
+                    i += n + 1
+                else:
+                    i += n
+                continue
+            cur.append("\\" * n)
+            i += n
+            continue
+        if c == '"':
+            in_quotes, have = not in_quotes, True
+        elif c in " \t" and not in_quotes:
+            if cur or have:
+                args.append("".join(cur))
+            cur, have = [], False
+        else:
+            cur.append(c)
+        i += 1
+    if cur or have:
+        args.append("".join(cur))
+    return args
+
+
+def test_a_failed_job_shows_a_message_and_changes_nothing(world, tmp_path):
+    scenario = world["scenario"]()
+    report = run_lua("darc_generate_drums.lua", scenario, tmp_path, {**world["env"], "FAKE_CLIENT_MODE": "error"})
+    (message,) = report["messages"]
+    assert "bad_input" in message and "mix is silent" in message
+    assert [t["name"] for t in report["tracks"]] == ["Guitar", "Bass", "Drums"]
+    assert all(not t["items"] for t in report["tracks"])
+    assert report["undo"] == []
+    assert report["render"]["numbers"] == scenario["render_numbers"]
+    assert report["ext"]["DARC/active_job"] == ""
+
+
+def test_without_a_time_selection_nothing_runs(world, tmp_path):
+    report = run_lua("darc_generate_drums.lua", world["scenario"](time_selection=[3.0, 3.0]), tmp_path, world["env"])
+    (message,) = report["messages"]
+    assert "time selection" in message
+    assert report["renders"] == [] and report["exec"] == [] and report["undo"] == []
+    assert "GetSetProjectInfo" not in report["log"]
+
+
+def test_a_missing_client_is_reported_from_its_exit_code(world, tmp_path):
+    scenario = world["scenario"]()
+    scenario["ext"]["DARC/client"] = str(tmp_path / "no such darc-bridge")
+    report = run_lua("darc_generate_drums.lua", scenario, tmp_path, world["env"])
+    (message,) = report["messages"]
+    assert "exited (code 127)" in message and "Settings" in message
+    assert all(not t["items"] for t in report["tracks"])
+
+
+def test_progress_is_shown_while_the_client_works(world, tmp_path):
+    scenario = world["scenario"](exec_foreground=False, real_sleep=0.05, defer_step=0.05)
+    report = run_lua("darc_generate_drums.lua", scenario, tmp_path, {**world["env"], "FAKE_CLIENT_MODE": "slow"})
+    assert "generate 50%" in report["gfx_text"]
+    assert report["defer_rounds"] > 3, "REAPER was never blocked: the status was polled from defer"
+    assert report["tracks"][-1]["items"][0]["position"] == 12.5
+
+
+def test_a_terminated_script_frees_the_running_mark(world, tmp_path):
+    scenario = world["scenario"](exec_foreground=False, max_rounds=2)
+    report = run_lua("darc_generate_drums.lua", scenario, tmp_path, {**world["env"], "FAKE_CLIENT_MODE": "slow"},
+                     finished=False)
+    assert report["defer_left"] == 1
+    assert report["ext"]["DARC/active_job"] == ""
+    status_file = Path(option(wait_for_argv(world), "--status-file"))
+    deadline = time.monotonic() + 10
+    while not (status_file.exists() and '"done"' in status_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # let the background stand-in client finish before the test ends
+
+
+def wait_for_argv(world) -> list[str]:
+    deadline = time.monotonic() + 10
+    while not world["argv"]() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return world["argv"]()[0]
+
+
+def test_a_second_generate_while_one_runs_is_refused(world, tmp_path):
+    scenario = world["scenario"]()
+    scenario["ext"]["DARC/active_job"] = "job-in-flight"
+    report = run_lua("darc_generate_drums.lua", scenario, tmp_path, world["env"])
+    assert "already running" in report["messages"][0]
+    assert report["renders"] == [] and report["exec"] == []
+
+
+def test_set_rhythm_prompt_uses_a_whole_item_as_is(world, tmp_path):
+    source = tone(tmp_path / "tap ü.wav", 1.5)
+    scenario = world["scenario"](proj_ext={}, selected_items=[{"file": str(source)}])
+    report = run_lua("darc_set_rhythm_prompt.lua", scenario, tmp_path, world["env"])
+    assert report["proj_ext"]["DARC/prompt"] == str(source)
+    assert report["renders"] == [] and report["messages"] == []
+
+
+def test_set_rhythm_prompt_renders_a_trimmed_item(world, tmp_path):
+    source = tone(tmp_path / "tap.wav", 1.5)
+    scenario = world["scenario"](proj_ext={}, selected_items=[{"file": str(source), "startoffs": 0.25, "length": 1.0}])
+    report = run_lua("darc_set_rhythm_prompt.lua", scenario, tmp_path, world["env"])
+    (render,) = report["renders"]
+    assert (render["numbers"]["RENDER_SETTINGS"], render["numbers"]["RENDER_BOUNDSFLAG"]) == (32, 4)
+    assert report["proj_ext"]["DARC/prompt"] == render["output"]
+    assert report["render"]["numbers"] == scenario["render_numbers"]
+
+
+def test_set_rhythm_prompt_refuses_midi(world, tmp_path):
+    scenario = world["scenario"](proj_ext={}, selected_items=[{"file": str(world["mix"]), "midi": True}])
+    report = run_lua("darc_set_rhythm_prompt.lua", scenario, tmp_path, world["env"])
+    assert "not audio" in report["messages"][0]
+    assert "DARC/prompt" not in report["proj_ext"]
+
+
+def test_record_prompt_sets_the_recording_as_prompt(world, tmp_path):
+    scenario = world["scenario"](proj_ext={}, user_inputs=None, tempo=96)
+    report = run_lua("darc_record_prompt.lua", scenario, tmp_path, world["env"])
+    (argv,) = world["argv"]()
+    assert argv[5:9] == ["record", "--seconds", "8.00", "--count-in"]
+    assert option(argv, "--bpm") == "96.00"
+    assert Path(report["proj_ext"]["DARC/prompt"]).is_file()
+    assert report["messages"] == []
+
+
+def test_cancel_sends_the_active_job_id(world, tmp_path):
+    scenario = world["scenario"]()
+    scenario["ext"]["DARC/active_job"] = "1234-abcd"
+    report = run_lua("darc_cancel.lua", scenario, tmp_path, world["env"])
+    assert report["messages"] == []
+    assert world["argv"]() == [["client", "--host", "127.0.0.1", "--port", "9123", "cancel", "1234-abcd"]]
+    idle = run_lua("darc_cancel.lua", world["scenario"](), tmp_path, world["env"])
+    assert "No DARC generation" in idle["messages"][0]
+
+
+def test_settings_are_validated_then_kept(world, tmp_path):
+    good = world["scenario"](ext={}, user_inputs="10.0.0.2,9500,0.5,2,/opt/darc/bin/darc-bridge,s3cret")
+    report = run_lua("darc_settings.lua", good, tmp_path)
+    assert report["ext"] == {"DARC/host": "10.0.0.2", "DARC/port": "9500", "DARC/temperature": "0.5",
+                             "DARC/rhythm_strength": "2", "DARC/client": "/opt/darc/bin/darc-bridge",
+                             "DARC/token": "s3cret"}
+    bad = world["scenario"](ext={}, user_inputs="localhost,9500,7,1,darc-bridge,")
+    report = run_lua("darc_settings.lua", bad, tmp_path)
+    assert "Temperature must be a number from 0 to 5" in report["messages"][0]
+    assert not report["ext"], "nothing is saved when a value is refused"
+
+
+def test_reapack_headers_and_index_list_every_script():
+    root = ElementTree.parse(REPO / "reaper_scripts" / "index.xml").getroot()
+    (package,) = root.iter("reapack")
+    (ver,) = package.iter("version")
+    sources = {s.get("file") or package.get("name"): s for s in ver.iter("source")}
+    main = (SCRIPTS / "darc_generate_drums.lua").read_text(encoding="utf-8")
+    version = re.search(r"^-- @version (\S+)", main, re.M).group(1)
+    provided = re.findall(r"^--   \[(?:main|nomain)\] (\S+)", main, re.M)
+    scripts = sorted(p.name for p in SCRIPTS.glob("*.lua"))
+    assert sorted([*provided, "darc_generate_drums.lua"]) == scripts
+    assert sorted(sources) == scripts
+    assert ver.get("name") == version
+    for name in scripts:
+        text = (SCRIPTS / name).read_text(encoding="utf-8")
+        if name != "darc_common.lua":
+            assert re.search(rf"^-- @version {re.escape(version)}$", text, re.M), name
+            assert re.search(r"^-- @description DARC: ", text, re.M), name
+            assert sources[name].get("main") == "main", name
+        assert sources[name].text.endswith(f"/reaper_scripts/DARC/{name}")
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_generate_against_the_real_daemon_through_the_real_client(tmp_path):
+    from darc_bridge.audio.music import synth_drumless_mix
+    from darc_bridge.audio.prompts import random_pattern, synth_prompt
+
+    sr = 22050
+    mix, _beats, _downbeats = synth_drumless_mix(3.0, bpm=120, sample_rate=sr, seed=1)
+    mix_path = tmp_path / "mix.wav"
+    sf.write(mix_path, mix.T, sr)
+    prompt_path = tmp_path / "beat box é.wav"
+    sf.write(prompt_path, synth_prompt(random_pattern(2.0, 120, seed=2), 2.0, sample_rate=sr, seed=2), sr)
+    project = tmp_path / "Song ü"
+    project.mkdir()
+    port = free_udp_port()
+    client = Path(sys.executable).with_name("darc-bridge")
+    assert client.exists(), "the darc-bridge entry point is not installed in this environment"
+    daemon_log = tmp_path / "daemon.log"
+    with open(daemon_log, "w") as log:
+        daemon = subprocess.Popen(
+            [str(client), "serve", "--engine", "kit", "--port", str(port), "--state-dir", str(tmp_path / "state"),
+             "--output-dir", str(tmp_path / "out"), "--no-warmup"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        ready = subprocess.run([str(client), "client", "--port", str(port), "--timeout", "2", "--retries", "15", "ping"],
+                               capture_output=True, text=True, timeout=60)
+        assert ready.returncode == 0, ready.stderr + daemon_log.read_text()[-3000:]
+        scenario = {
+            "os": "Linux", "project_path": str(project), "time_selection": [4.0, 7.0],
+            "tracks": [{"name": "Band", "selected": True}],
+            "ext": {"DARC/client": str(client), "DARC/port": str(port), "DARC/temperature": "0.5"},
+            "proj_ext": {"DARC/prompt": str(prompt_path)},
+            "render_numbers": {"RENDER_SETTINGS": 0}, "render_strings": {"RENDER_FILE": "", "RENDER_PATTERN": ""},
+            "render_source": str(mix_path), "real_sleep": 0.1, "defer_step": 0.1, "max_rounds": 900,
+        }
+        report = run_lua("darc_generate_drums.lua", scenario, tmp_path, {"TMPDIR": str(tmp_path)}, timeout=150)
+        assert report["messages"] == [], (report["messages"], daemon_log.read_text()[-3000:])
+        new = report["tracks"][-1]
+        assert new["name"] == "Drums" and new["inserted"]
+        (item,) = new["items"]
+        assert item["position"] == 4.0
+        assert Path(item["file"]).parent == project / "DARC"
+        stem, stem_sr = sf.read(item["file"])
+        assert stem.shape[0] / stem_sr == pytest.approx(3.0, abs=0.05)
+        assert np.max(np.abs(stem)) > 0.01, "the kit engine wrote a silent stem"
+        assert item["length"] == pytest.approx(3.0, abs=0.05)
+        assert report["undo"] == ["begin", "end:DARC: insert drum stem"]
+        assert set(report["render"]["numbers"].values()) == {0}, "the user's render settings are back"
+        assert report["render"]["strings"]["RENDER_FILE"] == ""
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
