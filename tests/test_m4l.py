@@ -141,10 +141,24 @@ def test_udp_ports_match_the_protocol(patcher, js_source):
     (recv,) = by_text(patcher, "udpreceive")
     assert send["text"].split()[1:3] == [default.group(1), default.group(2)]
     assert js_number(js_source, "DAEMON_PORT") == int(default.group(2))
-    reply = js_number(js_source, "REPLY_PORT")
+    daemon_port = int(default.group(2))
+    reply = js_number(js_source, "DEFAULT_REPLY_PORT")
     assert recv["text"].split()[1] == str(reply)
-    assert reply != int(default.group(2))
+    assert reply != daemon_port
     assert "@defer 1" in recv["text"]
+
+
+def test_script_retunes_udpreceive_to_a_per_device_port_range(patcher, js_source):
+    """Each device moves [udpreceive] (by scripting name) into its own port range, clear of the
+    daemon's port and of the patcher's default, so two devices do not collide."""
+    (recv,) = by_text(patcher, "udpreceive")
+    named = dict(re.findall(r'(\w+):\s*"(\w+)"', re.search(r"var NAMED = \{(.*?)\};", js_source, re.S).group(1)))
+    assert named["oscIn"] == recv["varname"]
+    base, span = js_number(js_source, "REPLY_PORT_BASE"), js_number(js_source, "REPLY_PORT_SPAN")
+    ports = range(base, base + span)
+    assert span >= 100 and ports[-1] <= 65535
+    assert js_number(js_source, "DAEMON_PORT") not in ports
+    assert js_number(js_source, "DEFAULT_REPLY_PORT") not in ports
 
 
 def test_dials_are_parameters_with_the_protocol_ranges(patcher):

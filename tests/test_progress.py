@@ -1,19 +1,23 @@
-"""Overall progress never goes back and spans 0..1 whatever stages an engine reports."""
+"""Whole-job progress never goes back and spans 0..1 whatever stages an engine reports."""
+
+import pytest
 
 from darc_bridge.progress import OverallProgress
 
 
 def test_monotone_and_complete():
     p = OverallProgress()
-    values = [p.update(s, f) for s, f in [("load", 0), ("load", 1), ("beats", 0.5), ("rhythm", 1.0),
-                                          ("render", 0.5), ("beats", 0.0), ("write", 1.0)]]
+    values = [p.update(s, f) for s, f in [("load", 0), ("load", 1), ("rhythm", 0.5), ("beats", 1.0),
+                                          ("render", 0.5), ("rhythm", 0.0), ("write", 1.0)]]
     assert values == sorted(values)
-    assert values[0] == 0.0
-    assert values[-1] == 1.0
+    assert values[0] == 0.0 and values[-1] == 1.0
+    assert p.stage == "write"
 
 
-def test_unknown_stage_counts_as_generate_and_clamps():
+def test_unknown_stage_keeps_value_and_input_is_clamped():
     p = OverallProgress()
-    mid = p.update("sampling", 0.5)
-    assert 0.1 < mid < 0.9
-    assert p.update("sampling", 7.0) <= 1.0
+    mid = p.update("generate", 0.5)
+    assert 0.3 < mid < 0.85
+    assert p.update("sampling", 1.0) == mid and p.stage == "generate"
+    assert p.update("generate", 7.0) == pytest.approx(0.85)
+    assert p.update("decode", float("nan")) == pytest.approx(0.85)

@@ -8,11 +8,12 @@ import threading
 import pytest
 
 from darc_bridge.errors import InputError, OutputError
+from darc_bridge.progress import OverallProgress
 from darc_bridge.server import protocol as P
 from darc_bridge.server.files import FilePolicy, remove_leftovers, reserve_outputs
 from darc_bridge.server.journal import JobRecord, Journal
 from darc_bridge.server.security import ConfigError, SecurityPolicy
-from darc_bridge.server.worker import ProgressMap, QueueFull, Task, Worker
+from darc_bridge.server.worker import QueueFull, Task, Worker
 
 
 def test_generate_request_is_parsed_with_options_in_any_order():
@@ -75,7 +76,7 @@ def test_replies_are_short_and_typed():
 
 
 def test_progress_map_is_monotonic_and_spans_stages():
-    pm = ProgressMap()
+    pm = OverallProgress()
     assert pm.update("load", 1.0) == pytest.approx(0.05)
     assert pm.update("render", 0.5) == pytest.approx(0.575)
     assert pm.update("load", 0.0) == pytest.approx(0.575)  # never goes back

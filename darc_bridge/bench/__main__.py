@@ -13,7 +13,7 @@ import time
 
 from darc_bridge.bench.common import format_table
 
-SECTIONS = ["kit"]
+SECTIONS = ["kit", "model", "server"]
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """One worker thread over a bounded queue: the GPU (or the audio device) is one resource.
 
 Jobs run strictly one at a time in arrival order. Each has a cancel token; progress from the
-engine's stages is mapped onto one whole-job fraction that never goes backwards.
+engine's stages is mapped onto one whole-job fraction (darc_bridge.progress).
 """
 
 from __future__ import annotations
@@ -15,38 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from darc_bridge.engines import CancelToken
+from darc_bridge.progress import OverallProgress
 
 log = logging.getLogger(__name__)
-
-# Whole-job fraction covered by each stage (start, end). Engines report per-stage fractions.
-STAGE_SPANS: dict[str, tuple[float, float]] = {
-    "queued": (0.0, 0.0),
-    "load": (0.0, 0.05),
-    "rhythm": (0.05, 0.15),
-    "beats": (0.15, 0.25),
-    "encode": (0.25, 0.30),
-    "generate": (0.30, 0.85),
-    "render": (0.30, 0.85),
-    "decode": (0.85, 0.95),
-    "write": (0.95, 1.0),
-    "record": (0.0, 1.0),
-}
-
-
-class ProgressMap:
-    """Turns (stage, stage fraction) into a monotonic whole-job fraction in 0..1."""
-
-    def __init__(self) -> None:
-        self.fraction = 0.0
-        self.stage = "queued"
-
-    def update(self, stage: str, fraction: float) -> float:
-        lo, hi = STAGE_SPANS.get(stage, (self.fraction, self.fraction))
-        f = min(max(float(fraction), 0.0), 1.0) if fraction == fraction else 0.0
-        self.fraction = max(self.fraction, lo + (hi - lo) * f)
-        self.stage = stage if stage in STAGE_SPANS else self.stage
-        return self.fraction
-
 
 @dataclass
 class Task:
@@ -55,7 +26,7 @@ class Task:
     job_id: str
     payload: Any
     cancel: CancelToken = field(default_factory=CancelToken)
-    progress: ProgressMap = field(default_factory=ProgressMap)
+    progress: OverallProgress = field(default_factory=OverallProgress)
     started: float = 0.0
 
 

@@ -3,6 +3,8 @@
 // Max's [js] object runs ES5 with globals (inlets, outlets, outlet, post, LiveAPI, Task), so this
 // file uses var/function only. It talks OSC to the darc-bridge daemon (docs/protocol.md) through
 // [udpsend] (outlet 0) and receives replies from [udpreceive] as messages named "/darc/...".
+// Each device instance listens on its own reply port (see replyPortFor), so several devices in one
+// Live set, or in two Live instances, do not steal each other's replies.
 //
 // Rules kept here on purpose:
 // - the Live API is touched only after [live.thisdevice] has banged (init);
@@ -22,7 +24,11 @@ var OUT_RECORDER = 1; // to [sfrecord~] (capture)
 
 var DAEMON_HOST = "127.0.0.1";
 var DAEMON_PORT = 9001; // docs/protocol.md default
-var REPLY_PORT = 9011; // [udpreceive] port in the patcher
+var DEFAULT_REPLY_PORT = 9011; // [udpreceive] port in the patcher, used until the device id is known
+// After live.thisdevice: REPLY_PORT_BASE + (device id % REPLY_PORT_SPAN), i.e. 9100-9899.
+var REPLY_PORT_BASE = 9100;
+var REPLY_PORT_SPAN = 800;
+var SILENT_PINGS_BEFORE_MOVE = 3; // unanswered pings on one port before trying another
 
 var PING_INTERVAL_MS = 2000;
 var MISSED_PONGS_OFFLINE = 3; // pings without an answer before the light goes off
@@ -38,7 +44,8 @@ var NAMED = {
     promptMenu: "prompt_source",
     regionMenu: "region_source",
     trackMenu: "prompt_track",
-    oscOut: "osc_out"
+    oscOut: "osc_out",
+    oscIn: "osc_in"
 };
 
 var PROMPT_SOURCES = ["file", "clip", "track"]; // live.menu items, in order
@@ -53,6 +60,8 @@ var promptSource = "file";
 var regionSource = "clip";
 var trackList = []; // [{index, name}] offered in the track menu
 var missedPongs = MISSED_PONGS_OFFLINE;
+var replyPort = DEFAULT_REPLY_PORT;
+var silentPings = 0; // pings sent on replyPort without a pong
 var pingTask = null;
 var acceptTask = null;
 var capture = null; // {path, loopStart, loopEnd, observer}
@@ -294,8 +303,40 @@ function send(args) {
     outlet(OUT_OSC, args);
 }
 
+// The Live API id differs between devices of one Live set, so ports derived from it differ too
+// (ids 800 apart would collide; moveReplyPort resolves that). Without an id: a random port.
+function replyPortFor(deviceId) {
+    var id = Math.floor(Number(deviceId));
+    if (!(isFinite(id) && id > 0)) {
+        id = Math.floor(Math.random() * REPLY_PORT_SPAN);
+    }
+    return REPLY_PORT_BASE + (id % REPLY_PORT_SPAN);
+}
+
+function listenOn(port) {
+    replyPort = port;
+    silentPings = 0;
+    var receiver = named("oscIn");
+    if (receiver) {
+        receiver.message("port", replyPort);
+    }
+}
+
+// Another program (or a DARC Drums in another Live instance, whose ids start from the same small
+// numbers) may hold our port, so its replies never reach us: after a few silent pings, move to a
+// random other port in the range. When the daemon is simply not running this just keeps moving,
+// which is harmless: every request names the port its replies go to.
+function moveReplyPort() {
+    var port = replyPort;
+    while (port === replyPort) {
+        port = REPLY_PORT_BASE + Math.floor(Math.random() * REPLY_PORT_SPAN);
+    }
+    listenOn(port);
+}
+
 function ping() {
-    send(["/darc/ping", REPLY_PORT]);
+    silentPings++;
+    send(["/darc/ping", replyPort]);
 }
 
 // Every tick: ping, and ask for the running job's state, so a lost UDP reply (done, error) is
@@ -305,14 +346,17 @@ function pingTick() {
         setLight(false);
     }
     missedPongs++;
+    if (silentPings >= SILENT_PINGS_BEFORE_MOVE) {
+        moveReplyPort();
+    }
     ping();
     if (job && job.accepted) {
-        send(["/darc/status", job.id, REPLY_PORT]);
+        send(["/darc/status", job.id, replyPort]);
     }
 }
 
 function generateMessage(id, region, prompt, settings) {
-    return ["/darc/generate", id, REPLY_PORT, region.mix, prompt || "",
+    return ["/darc/generate", id, replyPort, region.mix, prompt || "",
         "temperature", settings.temperature,
         "rhythm_strength", settings.rhythmStrength,
         "start", region.start, "end", region.end];
@@ -349,6 +393,7 @@ function acceptTimeout() {
         return;
     }
     job.retries++;
+    job.message[2] = replyPort; // same job id; replies to where we listen now
     send(job.message);
     acceptTask = new Task(acceptTimeout, this);
     acceptTask.schedule(ACCEPT_TIMEOUT_MS);
@@ -537,6 +582,7 @@ function anything() {
     var address = messagename;
     if (address === "/darc/pong") {
         missedPongs = 0;
+        silentPings = 0;
         setLight(true);
         return;
     }
@@ -569,6 +615,7 @@ function anything() {
 
 function init() {
     ready = true;
+    listenOn(replyPortFor(new LiveAPI("this_device").id));
     refreshTracks();
     if (pingTask) {
         pingTask.cancel(); // live.thisdevice bangs again when the device is re-initialised
@@ -619,7 +666,7 @@ function cancel() {
         setStatus("Nothing to cancel");
         return;
     }
-    send(["/darc/cancel", job.id, REPLY_PORT]);
+    send(["/darc/cancel", job.id, replyPort]);
     setStatus("Cancelling...");
 }
 

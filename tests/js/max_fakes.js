@@ -90,7 +90,8 @@ function makeLiveAPI(live) {
     this._node = node;
     this.unquotedpath = node ? node.path : "";
     this.path = '"' + this.unquotedpath + '"';
-    this.id = node ? 1 + live.calls.length : 0;
+    // Max gives ids as strings; a Live object may fix its own (a device's id picks its reply port).
+    this.id = String(node ? (node.obj.id !== undefined ? node.obj.id : 1 + live.calls.length) : 0);
     this._cb = cb;
     let property = "";
     Object.defineProperty(this, "property", {

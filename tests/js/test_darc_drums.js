@@ -5,6 +5,8 @@ const assert = require("node:assert/strict");
 const { loadDevice } = require("./max_fakes");
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const DEVICE_ID = 42; // the Live API id of the device in arrangementSet()
+const PORT = 9100 + DEVICE_ID; // its reply port: 9100 + (id % 800)
 
 // Two tracks; the device sits on track 1; the Detail view shows a warped arrangement clip on track 0
 // whose warp markers put beat 0 at 0.5 s and beat 16 at 8.5 s in its file (0.5 s per beat).
@@ -22,7 +24,7 @@ function arrangementSet(overrides = {}) {
       view: { detail_clip: "live_set tracks 0 arrangement_clips 0" },
       tracks: [
         { name: "Band", arrangement_clips: [clip], clip_slots: [{}, {}, {}, {}] },
-        { name: "DARC", arrangement_clips: [], clip_slots: [{}, {}, {}, {}], devices: [{ name: "DARC Drums" }] },
+        { name: "DARC", arrangement_clips: [], clip_slots: [{}, {}, {}, {}], devices: [{ name: "DARC Drums", id: DEVICE_ID }] },
       ],
     },
     dials: { temperature: 0.7, rhythm_strength: 1.5 },
@@ -58,7 +60,7 @@ test("Generate sends the generate request with region seconds, prompt and dial v
   const msg = generateMessage(d);
   assert.equal(msg[0], "/darc/generate");
   assert.match(msg[1], UUID);
-  assert.equal(msg[2], 9011);
+  assert.equal(msg[2], PORT);
   assert.equal(msg[3], "/Users/me/My Song/Samples/mix ü.wav");
   assert.equal(msg[4], "/Users/me/beat box.wav");
   const opts = {};
@@ -206,7 +208,7 @@ test("Cancel sends the job id and reply port; a cancelled reply says so", () => 
   d.send("generate");
   const id = generateMessage(d)[1];
   d.send("cancel");
-  assert.deepEqual(d.osc().pop(), ["/darc/cancel", id, 9011]);
+  assert.deepEqual(d.osc().pop(), ["/darc/cancel", id, PORT]);
   d.send("/darc/status", id, "cancelled", 0.3, "", "", "cancelled", "");
   assert.equal(d.status(), "Cancelled");
 });
@@ -214,7 +216,7 @@ test("Cancel sends the job id and reply port; a cancelled reply says so", () => 
 test("the connected light follows ping/pong", () => {
   const d = started(arrangementSet());
   d.tickRepeating();
-  assert.deepEqual(d.osc().pop(), ["/darc/ping", 9011]);
+  assert.deepEqual(d.osc().pop(), ["/darc/ping", PORT]);
   d.send("/darc/pong", "0.1.0", "kit", "cpu", 1, 0, 1);
   assert.deepEqual(d.patcher.boxes.connected.last(), [1]);
   for (let i = 0; i < 4; i++) d.tickRepeating();
@@ -278,12 +280,12 @@ test("a lost done reply is recovered by asking the job's status on each ping", (
   d.send("/darc/accepted", id, 1);
   assert.equal(d.status(), "Queued (1 ahead)");
   d.tickRepeating();
-  assert.deepEqual(d.osc().slice(-2), [["/darc/ping", 9011], ["/darc/status", id, 9011]]);
+  assert.deepEqual(d.osc().slice(-2), [["/darc/ping", PORT], ["/darc/status", id, PORT]]);
   d.send("/darc/status", id, "done", 1.0, "/tmp/late stem.wav", "", "", "");
   d.runTasks();
   assert.equal(d.live.song.tracks[2].arrangement_clips[0].file_path, "/tmp/late stem.wav");
   d.tickRepeating();
-  assert.deepEqual(d.osc().pop(), ["/darc/ping", 9011], "no status requests once the job is over");
+  assert.deepEqual(d.osc().pop(), ["/darc/ping", PORT], "no status requests once the job is over");
 });
 
 test("a looping clip sends one loop cycle", () => {
@@ -292,4 +294,85 @@ test("a looping clip sends one loop cycle", () => {
   const msg = generateMessage(d);
   assert.equal(msg[msg.indexOf("start") + 1], 4.5);
   assert.equal(msg[msg.indexOf("end") + 1], 8.5);
+});
+
+// ---------------------------------------------------------------- reply ports
+
+function withDeviceId(id) {
+  const spec = arrangementSet();
+  spec.song.tracks[1].devices[0].id = id;
+  return spec;
+}
+
+function portMessages(d) {
+  return d.plain(d.patcher.boxes.osc_in.messages);
+}
+
+test("two devices with different Live ids listen on different ports and tell udpreceive", () => {
+  const a = loadDevice(withDeviceId(42));
+  const b = loadDevice(withDeviceId(843));
+  assert.deepEqual(portMessages(a), [], "udpreceive keeps the patcher's port until live.thisdevice");
+  a.start();
+  b.start();
+  assert.deepEqual(portMessages(a), [["port", 9142]]);
+  assert.deepEqual(portMessages(b), [["port", 9143]], "843 % 800 = 43");
+  a.tickRepeating();
+  b.tickRepeating();
+  assert.deepEqual(a.osc().pop(), ["/darc/ping", 9142]);
+  assert.deepEqual(b.osc().pop(), ["/darc/ping", 9143]);
+});
+
+test("every request carries the device's own reply port", () => {
+  const d = started(withDeviceId(1234)); // 9100 + 434
+  d.send("generate");
+  const msg = generateMessage(d);
+  assert.equal(msg[2], 9534);
+  d.send("/darc/accepted", msg[1], 0);
+  d.tickRepeating();
+  assert.deepEqual(d.osc().slice(-2), [["/darc/ping", 9534], ["/darc/status", msg[1], 9534]]);
+  d.send("cancel");
+  assert.deepEqual(d.osc().pop(), ["/darc/cancel", msg[1], 9534]);
+  d.send("daemon", "192.168.1.5", 9001);
+  assert.deepEqual(d.osc().pop(), ["/darc/ping", 9534]);
+  assert.ok(d.osc().every((m) => !m.includes(9011)), "the default port is never sent once the id is known");
+});
+
+test("a device whose id gives no port still picks one in the range", () => {
+  const d = started(withDeviceId(0));
+  const [[word, port]] = portMessages(d);
+  assert.equal(word, "port");
+  assert.ok(port >= 9100 && port < 9900, String(port));
+});
+
+test("a port that hears no pong is left for another; a pong keeps the port", () => {
+  const d = started(arrangementSet());
+  for (let i = 0; i < 3; i++) d.tickRepeating();
+  assert.deepEqual(portMessages(d), [["port", PORT]], "three silent pings are allowed");
+  d.send("/darc/pong", "0.1.0", "kit", "cpu", 1, 0, 1);
+  for (let i = 0; i < 3; i++) d.tickRepeating();
+  assert.deepEqual(portMessages(d), [["port", PORT]], "the pong reset the count");
+  d.tickRepeating();
+  const moves = portMessages(d);
+  assert.equal(moves.length, 2);
+  const moved = moves[1][1];
+  assert.notEqual(moved, PORT);
+  assert.ok(moved >= 9100 && moved < 9900, String(moved));
+  assert.deepEqual(d.osc().pop(), ["/darc/ping", moved], "the ping after the move names the new port");
+});
+
+test("a resent generate request names the port the device listens on now", () => {
+  const d = started(arrangementSet());
+  d.send("generate");
+  const first = generateMessage(d);
+  assert.equal(first[2], PORT);
+  for (let i = 0; i < 4; i++) d.tickRepeating(); // no pong: the device moves
+  const moved = portMessages(d).pop()[1];
+  assert.notEqual(moved, PORT);
+  d.runTasks(Infinity); // the accept timeouts: three resends
+  const resent = d.osc().filter((m) => m[0] === "/darc/generate").slice(1);
+  assert.equal(resent.length, 3);
+  for (const m of resent) {
+    assert.equal(m[1], first[1], "same job id");
+    assert.equal(m[2], moved);
+  }
 });

@@ -1,0 +1,241 @@
+"""DarcEngine: the DARC model behind the Engine interface (CLI `--engine darc` and the daemon).
+
+Loads a checkpoint once and stays resident (GPU in half precision when present, CPU float32
+otherwise), then per job: beat grid (if the model uses it), rhythm features of the prompt, EnCodec
+tokens of the mix, windowed generation, decoding, and length/rate/channel matching to the region.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from darc_bridge.audio import Audio
+from darc_bridge.engines.base import (
+    CancelToken,
+    Engine,
+    GenerationParams,
+    GenerationResult,
+    ProgressCallback,
+    no_progress,
+)
+from darc_bridge.errors import CheckpointError, InputError
+
+log = logging.getLogger(__name__)
+
+PEAK_LIMIT = 0.99  # never return clipped audio: louder stems are scaled down to this peak
+SMALL_MODEL_DIM = 512  # below this width, one CPU thread is faster than several (no contention)
+
+
+def resolve_device(request: str) -> str:
+    """'auto' -> cuda when available, else cpu; an explicit device that is missing is an error."""
+    req = (request or "auto").lower()
+    if req == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if req.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {request!r} requested but no CUDA GPU is available (use --device cpu)")
+    if req != "cpu" and not req.startswith("cuda"):
+        raise InputError(f"unknown device {request!r}; use auto, cpu or cuda")
+    return req
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _extra(params: GenerationParams, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Validated engine options from params.extra (unknown keys are ignored: other engines' options)."""
+    e = {**defaults, **{k: v for k, v in params.extra.items() if k in defaults and v is not None}}
+    checks = {
+        "top_k": (0, 100_000), "top_p": (0.0, 1.0), "cfg_coef": (0.0, 20.0),
+        "window_s": (1.0, 600.0), "overlap_s": (0.0, 300.0),
+    }
+    for key, (lo, hi) in checks.items():
+        v = e[key]
+        if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v) or not lo <= v <= hi:
+            raise InputError(f"{key} must be a number between {lo:g} and {hi:g}, got {v!r}")
+    if e["overlap_s"] >= e["window_s"]:
+        raise InputError(f"overlap_s ({e['overlap_s']}) must be shorter than window_s ({e['window_s']})")
+    e["top_k"] = int(e["top_k"])
+    return e
+
+
+def _fit(samples: np.ndarray, n: int, channels: int) -> np.ndarray:
+    """Exactly `n` frames (pad with silence or trim) and `channels` channels (mono is copied)."""
+    out = samples[:, :n]
+    if out.shape[1] < n:
+        out = np.pad(out, ((0, 0), (0, n - out.shape[1])))
+    if out.shape[0] != channels:
+        out = np.repeat(out.mean(axis=0, keepdims=True), channels, axis=0)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class DarcEngine(Engine):
+    """Neural drums from a DARC checkpoint (see docs/model.md)."""
+
+    name = "darc"
+
+    def __init__(self, checkpoint: str, device: str = "auto", warmup: bool = True,
+                 threads: int | None = None) -> None:
+        if not checkpoint:
+            raise InputError("the darc engine needs a checkpoint folder (make one with `darc-bridge model init`)")
+        self.checkpoint_path = str(checkpoint)
+        self.device_request = device
+        self.warmup = warmup
+        self.threads = threads
+        self.device: str | None = None
+        self._ckpt = None
+        self._lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one job at a time: the in-attention hooks hold per-job state
+
+    # -- loading -----------------------------------------------------------------------------
+    def load(self) -> None:
+        with self._lock:
+            if self._ckpt is not None:
+                return
+            from darc_bridge.model.checkpoint import load_checkpoint
+
+            t0 = time.perf_counter()
+            device = resolve_device(self.device_request)
+            ckpt = load_checkpoint(self.checkpoint_path)
+            dtype = torch.float16 if device.startswith("cuda") else torch.float32
+            ckpt.model.to(device=device, dtype=dtype)
+            ckpt.codec.to(device)
+            if self.threads is None and device == "cpu" and ckpt.config.dim < SMALL_MODEL_DIM:
+                self.threads = 1
+            self.device, self._ckpt = device, ckpt
+            if self.warmup:
+                self._warm_up()
+            log.info("darc engine ready: %s on %s in %.1fs", self.checkpoint_path, device, time.perf_counter() - t0)
+
+    def _warm_up(self) -> None:
+        """A few real decoding steps, so the first job does not pay for lazy initialisation."""
+        from darc_bridge.model.generate import SamplingSettings, generate_window
+
+        ckpt = self._ckpt
+        mix = torch.zeros((ckpt.config.n_q, 4), dtype=torch.long)
+        gen = torch.Generator(device=self.device)
+        with _cpu_threads(self.threads):
+            generate_window(ckpt.model, mix, mix[:, :0], None, None, SamplingSettings(top_k=8), gen)
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"engine": self.name, "device": self.device or resolve_device(self.device_request),
+                             "loaded": self._ckpt is not None, "checkpoint": self.checkpoint_path}
+        if self._ckpt is not None:
+            d.update(preset=self._ckpt.config.preset, source=self._ckpt.source,
+                     parameters=sum(p.numel() for p in self._ckpt.model.parameters()))
+        return d
+
+    @property
+    def checkpoint(self):
+        """The loaded checkpoint (model, codec, rhythm settings); loads on first use."""
+        self.load()
+        return self._ckpt
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(
+        self,
+        mix: Audio,
+        prompt: Audio | None,
+        params: GenerationParams,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> GenerationResult:
+        params.validate()
+        ckpt = self.checkpoint
+        with self._run_lock:
+            return self._generate(ckpt, mix, prompt, params, progress, cancel)
+
+    def _generate(self, ckpt, mix: Audio, prompt: Audio | None, params: GenerationParams,
+                  progress: ProgressCallback, cancel: CancelToken | None) -> GenerationResult:
+        from darc_bridge.model.codec import decode_tokens, encode_audio
+        from darc_bridge.model.generate import SamplingSettings, generate_drums
+
+        cfg = ckpt.config
+        if mix.samples.ndim != 2 or mix.samples.shape[-1] == 0:
+            raise InputError("mix region holds no audio")
+        opts = _extra(params, {"top_k": cfg.top_k, "top_p": 0.0, "cfg_coef": cfg.cfg_coef,
+                               "window_s": cfg.window_s, "overlap_s": cfg.overlap_s})
+        if opts["window_s"] > cfg.window_s:
+            raise InputError(f"window_s {opts['window_s']:g} is longer than this model's window ({cfg.window_s:g}s)")
+        seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
+        t0 = time.perf_counter()
+
+        beat_grid, beat = None, None
+        if cfg.beat_conditioning:
+            from darc_bridge.beat.tracking import estimate_beat_grid
+
+            progress("beats", 0.0)
+            beat_grid = estimate_beat_grid(mix)
+            progress("beats", 1.0)
+        rhythm_features = None
+        if prompt is not None:
+            from darc_bridge.rhythm.nmf import extract_rhythm
+
+            progress("rhythm", 0.0)
+            rhythm_features = extract_rhythm(prompt, settings=ckpt.rhythm_settings).fit_to(mix.duration)
+            if rhythm_features.n_classes != cfg.rhythm_classes:
+                raise CheckpointError(f"rhythm has {rhythm_features.n_classes} classes, the model expects "
+                                      f"{cfg.rhythm_classes}")
+            progress("rhythm", 1.0)
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+
+        progress("encode", 0.0)
+        with _cpu_threads(self.threads):
+            codes = encode_audio(ckpt.codec, mix)
+        n = codes.shape[-1]
+        rhythm = None if rhythm_features is None else _frames(rhythm_features.activations, n)
+        if beat_grid is not None:
+            beat = _frames(beat_grid.to_frame_features(cfg.frame_rate, n), n)
+        progress("encode", 1.0)
+
+        settings = SamplingSettings(params.temperature, opts["top_k"], float(opts["top_p"]), float(opts["cfg_coef"]),
+                                    params.rhythm_strength, seed)
+        with _cpu_threads(self.threads):
+            drums, info = generate_drums(
+                ckpt.model, codes, rhythm, settings, beat=beat,
+                window_frames=int(round(opts["window_s"] * cfg.frame_rate)),
+                overlap_frames=max(1, int(round(opts["overlap_s"] * cfg.frame_rate))),
+                progress=lambda f: progress("generate", f), cancel=cancel,
+            )
+            progress("decode", 0.0)
+            audio = decode_tokens(ckpt.codec, drums)
+        out_sr = int(params.output_sample_rate or mix.sample_rate)
+        n_out = mix.samples.shape[-1] if out_sr == mix.sample_rate else int(round(mix.duration * out_sr))
+        n_codec = int(round(mix.duration * ckpt.codec.sample_rate))
+        stem = Audio(_fit(audio, n_codec, audio.shape[0]), int(ckpt.codec.sample_rate)).resampled(out_sr).samples
+        stem = np.nan_to_num(_fit(stem, n_out, mix.channels))
+        peak = float(np.max(np.abs(stem))) if stem.size else 0.0
+        if peak > PEAK_LIMIT:
+            log.info("drum stem peaked at %.2f: scaled down to %.2f to avoid clipping", peak, PEAK_LIMIT)
+            stem *= PEAK_LIMIT / peak
+        progress("decode", 1.0)
+        info.update(engine=self.name, seed=int(seed), device=self.device, checkpoint=self.checkpoint_path,
+                    rhythm_strength=params.rhythm_strength, cfg_coef=float(opts["cfg_coef"]),
+                    top_k=opts["top_k"], top_p=float(opts["top_p"]), seconds=round(time.perf_counter() - t0, 3))
+        return GenerationResult(stem, out_sr, rhythm=rhythm_features, beat_grid=beat_grid, info=info)
+
+
+def _frames(rows: np.ndarray, n: int) -> torch.Tensor:
+    """(C, n) float tensor: features padded with zeros or trimmed to the mix's token frames."""
+    out = np.zeros((rows.shape[0], n), dtype=np.float32)
+    m = min(n, rows.shape[1])
+    out[:, :m] = rows[:, :m]
+    return torch.from_numpy(out)
