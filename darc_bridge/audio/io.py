@@ -149,16 +149,21 @@ def load_audio(
     return audio
 
 
-def check_output_path(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
-    """Refuse early (before any work) an output whose folder is missing or read-only."""
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
+def check_output_folder(folder: Path) -> Path:
+    """Refuse a destination folder that is missing, not a folder, or not writable."""
     if not folder.exists():
         raise OutputError(f"output folder does not exist: {folder}")
     if not folder.is_dir():
         raise OutputError(f"output folder is not a folder: {folder}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"output folder is not writable: {folder}")
+    return folder
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Refuse early (before any work) an output whose folder is missing or read-only."""
+    p = Path(path)
+    check_output_folder(p.parent if str(p.parent) else Path("."))
     if p.is_dir():
         raise OutputError(f"output path is a folder, not a file: {p}")
     if not overwrite and p.exists():

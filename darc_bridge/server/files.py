@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from darc_bridge.audio.io import check_output_folder
 from darc_bridge.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,7 @@ class FilePolicy:
                 raise OutputError(
                     f"out_dir {str(folder)!r} is outside the allowed folders ({', '.join(map(str, self.roots()))})"
                 )
-        if not folder.exists():
-            raise OutputError(f"output folder does not exist: {folder}")
-        if not folder.is_dir():
-            raise OutputError(f"output folder is not a folder: {folder}")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise OutputError(f"output folder is not writable: {folder}")
-        return folder
+        return check_output_folder(folder)
 
     def check_input(self, path: str, role: str) -> Path:
         """Cheap checks at accept time (the full audio check runs in the job): absolute, a readable file."""
