@@ -14,6 +14,12 @@ from darc_bridge.errors import DarcError
 COMMANDS = [
     "generate",
     "rhythm",
+    "serve",
+    "client",
+    "data",
+    "eval",
+    "train",
+    "model",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: drum transcription, rhythm-adherence and fit metrics, eval runs and reports."""

@@ -1,0 +1,180 @@
+"""`darc-bridge train codec`: train audiocraft's EnCodec (a small preset) from scratch.
+
+For building the whole system without any pretrained weights; real users start from EnCodec
+32 kHz (`darc-bridge model init --from-musicgen`). Losses: L1 on the waveform, audiocraft's
+multi-scale mel loss and the quantizer's commitment penalty. The adversarial losses of the
+EnCodec paper are left out: a smaller, blurrier codec, but one that trains in minutes.
+The result is written as a DARC checkpoint (this codec plus the LM of --init, or a random LM of
+the preset), ready for `darc-bridge train cache` and `darc-bridge train`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from darc_bridge.audio.io import load_audio
+from darc_bridge.data.stems import AUDIO_EXTS, LONG_SONG
+from darc_bridge.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CodecTrainSettings:
+    steps: int = 2000
+    batch_size: int = 8
+    segment_s: float = 1.0
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.9)  # EnCodec's
+    l1_weight: float = 0.1
+    mel_weight: float = 1.0
+    commit_weight: float = 1.0
+    clip_grad: float = 1.0
+    log_every: int = 50
+    kmeans_batch: int = 32  # crops whose latents initialise the codebooks by k-means (random codecs only)
+    seed: int = 0
+    device: str = "auto"
+
+
+def load_corpus_audio(root: str | Path, sample_rate: int, max_files: int = 2000) -> list[np.ndarray]:
+    """Every audio file under `root` (stems and mixes alike) as mono float32 at `sample_rate`."""
+    files = sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTS)[:max_files]
+    if not files:
+        raise InputError(f"no audio files under {root} to train a codec on")
+    clips = []
+    for f in files:
+        audio = load_audio(f, role="training audio", limits=LONG_SONG, allow_silent=True)
+        if audio.peak_dbfs() > -60:
+            clips.append(audio.resampled(sample_rate).mono())
+    if not clips:
+        raise InputError(f"every audio file under {root} is silent")
+    return clips
+
+
+def kmeans_init_codebooks(codec: torch.nn.Module, batch: torch.Tensor) -> None:
+    """Initialise every RVQ codebook by k-means on the latents (residuals) of `batch`.
+
+    audiocraft's EMA codebooks collapse from a random (uniform) start: encoder latents are small, one
+    code wins every frame, and every unused code's EMA average blows up, so training keeps one code
+    per codebook forever. k-means on real latents (audiocraft's own `kmeans_init`) starts them alive.
+    """
+    for layer in codec.quantizer.vq.layers:
+        layer._codebook.inited.fill_(0.0)
+    with torch.no_grad():
+        codec.train()(batch)
+
+
+class DeadCodeRestarter:
+    """Restart dead codebook entries with latents from the batch, keeping the EMA state consistent.
+
+    audiocraft expires dead codes by overwriting `embed`, but in the same forward pass the EMA
+    renormalisation (embed = embed_avg / cluster_size) overwrites them again, so with batches far
+    smaller than the 2048-entry codebooks nearly every code dies and the first codebook collapses
+    to one entry. Here a dead code gets a batch latent in `embed` *and* `embed_avg`, with a cluster
+    size of 1, so it survives the next update and competes for frames.
+    """
+
+    def __init__(self, codec: torch.nn.Module, threshold: float = 1.0) -> None:
+        self.threshold = threshold
+        self.latents: dict[int, torch.Tensor] = {}
+        self.books = [layer._codebook for layer in codec.quantizer.vq.layers]
+        for i, book in enumerate(self.books):
+            book.register_forward_pre_hook(lambda _m, args, i=i: self._keep(i, args[0]))
+
+    def _keep(self, i: int, x: torch.Tensor) -> None:
+        self.latents[i] = x.detach().reshape(-1, x.shape[-1])
+
+    @torch.no_grad()
+    def restart(self, generator: torch.Generator | None = None) -> int:
+        """Restart every dead code; returns how many were restarted."""
+        total = 0
+        for i, book in enumerate(self.books):
+            dead = book.cluster_size < self.threshold
+            n, x = int(dead.sum()), self.latents.get(i)
+            if n == 0 or x is None or x.shape[0] == 0:
+                continue
+            pick = x[torch.randint(0, x.shape[0], (n,), generator=generator, device=x.device)]
+            pick = pick + 0.01 * x.std() * torch.randn(pick.shape, generator=generator, device=x.device)
+            book.embed[dead] = pick
+            book.embed_avg[dead] = pick
+            book.cluster_size[dead] = 1.0
+            total += n
+        return total
+
+
+def random_crops(clips: list[np.ndarray], rng: np.random.Generator, batch: int, n: int) -> torch.Tensor:
+    out = np.zeros((batch, 1, n), dtype=np.float32)
+    for b in range(batch):
+        clip = clips[int(rng.integers(len(clips)))]
+        start = int(rng.integers(0, max(1, clip.size - n)))
+        piece = clip[start:start + n]
+        out[b, 0, :piece.size] = piece
+    return torch.from_numpy(out)
+
+
+def train_codec(
+    audio_dir: str | Path,
+    out_dir: str | Path,
+    settings: CodecTrainSettings,
+    init: str | None = None,
+    preset: str = "tiny",
+) -> dict[str, Any]:
+    """Train the codec of `init` (or of a random `preset` checkpoint); save a DARC checkpoint to `out_dir`."""
+    from tqdm import tqdm
+
+    from darc_bridge.compat import import_audiocraft
+    from darc_bridge.model.checkpoint import load_checkpoint, random_checkpoint, save_checkpoint
+    from darc_bridge.train.loop import resolve_device
+
+    import_audiocraft()
+    from audiocraft.losses import MultiScaleMelSpectrogramLoss
+
+    device = resolve_device(settings.device)
+    ckpt = load_checkpoint(init) if init else random_checkpoint(preset, seed=settings.seed)
+    codec = ckpt.codec.to(device).train()
+    sr = int(codec.sample_rate)
+    clips = load_corpus_audio(audio_dir, sr)
+    n = int(settings.segment_s * sr)
+    mel = MultiScaleMelSpectrogramLoss(sr, range_start=6, range_end=11, n_mels=64, normalized=True).to(device)
+    if init is None:
+        kmeans_init_codebooks(codec, random_crops(clips, np.random.default_rng([settings.seed, 2**31]),
+                                                  settings.kmeans_batch, n).to(device))
+    restarter = DeadCodeRestarter(codec)
+    params = [p for p in codec.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=settings.lr, betas=settings.betas)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(range(settings.steps), desc="train codec", unit="step", file=sys.stderr, dynamic_ncols=True)
+    for step in bar:
+        x = random_crops(clips, np.random.default_rng([settings.seed, step]), settings.batch_size, n).to(device)
+        res = codec(x)
+        loss = (settings.l1_weight * F.l1_loss(res.x, x) + settings.mel_weight * mel(res.x, x)
+                + settings.commit_weight * (res.penalty if res.penalty is not None else 0.0))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, settings.clip_grad)
+        optimizer.step()
+        restarter.restart()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise RuntimeError(f"codec loss became {value} at step {step}: lower the learning rate")
+        losses.append(value)
+        speed = (step + 1) * settings.batch_size * settings.segment_s / (time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{value:.3f}", audio_s_per_s=f"{speed:.1f}")
+        if (step + 1) % settings.log_every == 0:
+            log.info("codec step %d loss %.4f", step + 1, value)
+    codec.eval().to("cpu")
+    ckpt.codec = codec
+    ckpt.source = f"codec-trained:{settings.steps}steps"
+    save_checkpoint(ckpt, out_dir, overwrite=True)
+    return {"losses": losses, "checkpoint": str(out_dir)}

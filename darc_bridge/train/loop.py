@@ -1,0 +1,300 @@
+"""The fine-tuning loop: AdamW, gradient accumulation, clipping, condition dropout, bf16 autocast
+on GPU, periodic checkpoints the engine loads, resume after a kill, DDP under torchrun.
+
+Checkpoints go to OUT/step_NNNNNNN (a normal DARC checkpoint plus train_state.pt holding the
+optimizer, step and settings); OUT/latest is a symlink to the newest, switched atomically once the
+folder is complete, so a kill at any moment leaves a loadable `latest`. Restarting the same
+command resumes from it. Batches are drawn from a generator seeded by (seed, step, rank), so a
+resumed run sees the batches an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from darc_bridge.errors import CheckpointError, InputError, OutputError
+from darc_bridge.train.cache import TokenCache
+
+log = logging.getLogger(__name__)
+
+MODES = ("jump", "full", "stage")
+STATE_FILE = "train_state.pt"
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Defaults follow STAGE / MusiConGen (REFERENCE sections 3-4) where they say something."""
+
+    steps: int = 1000
+    batch_size: int = 2
+    grad_accum: int = 4
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.001
+    warmup_steps: int = 0
+    clip_grad: float = 1.0
+    mode: str = "jump"  # jump: jump fine-tuning + in-attention; full: everything; stage: everything, no rhythm
+    rhythm_dropout: float = 0.5  # per-attribute condition dropout (MusiConGen)
+    context_dropout: float = 0.1  # STAGE: the mix replaced by the null context
+    cfg_dropout: float = 0.2  # both conditions dropped together, for classifier-free guidance
+    min_s: float = 5.0  # each batch is cropped to a random length in [min_s, max_s] seconds
+    max_s: float = 10.0
+    save_every: int = 500
+    keep: int = 2  # step folders kept besides the newest
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True  # autocast on CUDA only
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"training mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise InputError("steps, batch size and gradient accumulation must be at least 1")
+        if not 0 < self.min_s <= self.max_s:
+            raise InputError("need 0 < min_s <= max_s")
+
+
+class LossModule(nn.Module):
+    """forward() -> loss, so DistributedDataParallel sees the whole computation."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mix, drums, rhythm, rhythm_on, context_on) -> torch.Tensor:
+        return self.model.loss(mix, drums, rhythm, rhythm_on=rhythm_on, context_on=context_on)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on GPU, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(request: str, local_rank: int = 0) -> str:
+    if request == "auto":
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    if request.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("CUDA was requested but no GPU is available")
+    return request
+
+
+def condition_masks(rng: np.random.Generator, b: int, s: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rhythm_on, context_on) per row: independent dropouts plus a joint CFG dropout."""
+    both_off = rng.random(b) < s.cfg_dropout
+    rhythm_on = (rng.random(b) >= s.rhythm_dropout) & ~both_off
+    context_on = (rng.random(b) >= s.context_dropout) & ~both_off
+    if s.mode == "stage":
+        rhythm_on[:] = False
+    return torch.from_numpy(rhythm_on.astype(np.float32)), torch.from_numpy(context_on.astype(np.float32))
+
+
+def prepare_model(ckpt, settings: TrainSettings) -> float:
+    """Set what trains (jump: MusiConGen's layers; full / stage: everything but the idle cross-attention);
+    returns the trainable fraction of the parameters."""
+    model = ckpt.model
+    if settings.mode == "jump":
+        from darc_bridge.model.finetune import apply_jump_finetune
+
+        return apply_jump_finetune(model).fraction
+    model.requires_grad_(True)
+    for name, p in model.named_parameters():
+        if "cross" in name:  # MusicGen's text cross-attention is never fed: no gradient, and DDP would stall on it
+            p.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad) / sum(p.numel() for p in model.parameters())
+
+
+def latest_step_dir(out: Path) -> Path | None:
+    link = out / LATEST
+    if link.is_symlink() or link.exists():
+        target = link.resolve()
+        if (target / STATE_FILE).is_file() and (target / "darc.json").is_file():
+            return target
+    return None
+
+
+def _point_latest(out: Path, target: Path) -> None:
+    tmp = out / f".{LATEST}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target.name, tmp)
+    os.replace(tmp, out / LATEST)
+
+
+def save_training_checkpoint(out: Path, ckpt, optimizer, step: int, settings: TrainSettings, extra: dict) -> Path:
+    """OUT/step_N: train state first, the DARC checkpoint (manifest last), then `latest` is switched."""
+    from darc_bridge.audio.io import atomic_write
+    from darc_bridge.model.checkpoint import save_checkpoint
+
+    folder = out / f"step_{step:07d}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    state = {"step": step, "optimizer": optimizer.state_dict(), "settings": asdict(settings), **extra}
+    atomic_write(folder / STATE_FILE, lambda tmp: torch.save(state, tmp), suffix=".pt")
+    ckpt.source = f"train:{settings.mode}:step{step}"
+    save_checkpoint(ckpt, folder, overwrite=True)
+    _point_latest(out, folder)
+    steps = sorted(p for p in out.glob("step_*") if p.is_dir() and p != folder)
+    for old in steps[: max(0, len(steps) - settings.keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    log.info("checkpoint %s", folder)
+    return folder
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of the trainable weights: equal on every DDP rank when gradients were synchronised."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in model.parameters():
+        if p.requires_grad:
+            h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _lr_at(step: int, s: TrainSettings) -> float:
+    if s.warmup_steps and step < s.warmup_steps:
+        return s.lr * (step + 1) / s.warmup_steps
+    return s.lr
+
+
+def train(
+    cache_dir: str | Path,
+    out_dir: str | Path,
+    init: str | None,
+    settings: TrainSettings,
+    preset: str = "tiny",
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train until `settings.steps` (or `stop_after` more steps, for tests); returns a summary.
+
+    `init` is a checkpoint folder to start from; None starts from random weights of `preset`.
+    Its codec must be the one the cache was built with.
+    """
+    from tqdm import tqdm
+
+    from darc_bridge.model.checkpoint import load_checkpoint, random_checkpoint
+    from darc_bridge.train.cache import codec_fingerprint
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"training output is not a folder: {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(settings.device, int(os.environ.get("LOCAL_RANK", "0")))
+    dist_info = init_distributed(device)
+    data = TokenCache(cache_dir)
+
+    resume = latest_step_dir(out)
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        state = torch.load(resume / STATE_FILE, weights_only=False)
+        start_step = int(state["step"])
+        log.info("resuming from %s (step %d)", resume, start_step)
+    else:
+        ckpt = load_checkpoint(init) if init else random_checkpoint(preset, seed=settings.seed,
+                                                                     rhythm_settings=None)
+        state, start_step = None, 0
+    if codec_fingerprint(ckpt.codec) != data.manifest["codec"]:
+        raise CheckpointError("the token cache was built with another codec than this checkpoint's: rebuild the "
+                              "cache with this checkpoint (darc-bridge train cache)")
+    if data.rhythm[0].shape[0] != ckpt.config.rhythm_classes:
+        raise CheckpointError(f"cache rhythm has {data.rhythm[0].shape[0]} classes, the model "
+                              f"{ckpt.config.rhythm_classes}")
+    fraction = prepare_model(ckpt, settings)
+    model = ckpt.model.to(device).train()
+    wrapped: nn.Module = LossModule(model)
+    if dist_info.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(wrapped, device_ids=[dist_info.local_rank] if device.startswith("cuda")
+                                          else None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    frame_rate = data.frame_rate
+    min_frames, max_frames = int(settings.min_s * frame_rate), int(settings.max_s * frame_rate)
+    autocast = device.startswith("cuda") and settings.bf16
+    end_step = settings.steps if stop_after is None else min(settings.steps, start_step + stop_after)
+    bar = tqdm(total=settings.steps, initial=start_step, desc=f"train {settings.mode}", unit="step",
+               disable=not dist_info.main, file=sys.stderr, dynamic_ncols=True)
+    losses: list[float] = []
+    step, t0, frames = start_step, time.perf_counter(), 0
+    try:
+        while step < end_step:
+            for g in optimizer.param_groups:
+                g["lr"] = _lr_at(step, settings)
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for micro in range(settings.grad_accum):
+                rng = np.random.default_rng([settings.seed, step, micro, dist_info.rank])
+                mix, drums, rhythm = data.batch(rng, settings.batch_size, min_frames, max_frames)
+                rhythm_on, context_on = condition_masks(rng, settings.batch_size, settings)
+                batch = [t.to(device) for t in (mix, drums, rhythm, rhythm_on, context_on)]
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                    loss = wrapped(*batch) / settings.grad_accum
+                loss.backward()
+                total += float(loss.detach())
+                frames += drums.shape[0] * drums.shape[-1]
+            if not math.isfinite(total):
+                raise RuntimeError(f"loss became {total} at step {step}: lower the learning rate")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, settings.clip_grad))
+            optimizer.step()
+            step += 1
+            losses.append(total)
+            speed = frames / max(time.perf_counter() - t0, 1e-9) / frame_rate
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.3f}", gnorm=f"{grad_norm:.2f}", audio_s_per_s=f"{speed:.1f}")
+            if dist_info.main and step % settings.log_every == 0:
+                log.info("step %d loss %.4f grad %.2f %.1f s audio/s", step, total, grad_norm, speed)
+            if step % settings.save_every == 0 or step == settings.steps:
+                _save(out, ckpt, optimizer, step, settings, dist_info, losses)
+    finally:
+        bar.close()
+    return {"start_step": start_step, "step": step, "losses": losses, "trainable_fraction": fraction,
+            "latest": str(out / LATEST), "world": dist_info.world, "rank": dist_info.rank,
+            "weights_digest": weights_digest(model)}
+
+
+def _save(out: Path, ckpt, optimizer, step: int, settings: TrainSettings, dist_info: DistInfo,
+          losses: list[float]) -> None:
+    if dist_info.main:  # save_checkpoint copies the weights to the CPU itself
+        save_training_checkpoint(out, ckpt, optimizer, step, settings, {"recent_loss": losses[-50:]})
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()

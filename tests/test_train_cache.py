@@ -1,0 +1,113 @@
+"""The token cache: shards + manifest, resumable, guarded against another codec's tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from darc_bridge.data.segments import SegmentSettings
+from darc_bridge.data.synth_corpus import write_corpus
+from darc_bridge.errors import CheckpointError, InputError
+from darc_bridge.model.checkpoint import random_checkpoint
+from darc_bridge.train import cache as cache_mod
+from darc_bridge.train.cache import CacheSettings, TokenCache, build_cache, read_manifest
+
+pytestmark = pytest.mark.slow
+SEGMENTS = SegmentSettings(target_s=2.0, context_min_s=1.0, context_max_s=2.0)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine run several times faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(root, songs=3, duration=4.0, sample_rate=32000)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ckpt():
+    return random_checkpoint("tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def built(corpus, ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cache")
+    build_cache(corpus, out, ckpt.codec, ckpt.rhythm_settings, SEGMENTS, CacheSettings(shard_size=3))
+    return out
+
+
+def test_cache_holds_tokens_and_rhythm_of_every_segment(built):
+    manifest = read_manifest(built)
+    assert manifest["complete"] and [s["segments"] for s in manifest["shards"]] == [4, 2]
+    data = TokenCache(built)
+    assert len(data) == 6 and data.frame_rate == 50.0
+    for mix, drums, rhythm in zip(data.mix, data.drums, data.rhythm, strict=True):
+        assert mix.shape == drums.shape == (4, 100) and rhythm.shape == (3, 100)
+        assert int(drums.min()) >= 0 and int(drums.max()) < 2048
+        assert 0.0 <= float(rhythm.min()) and float(rhythm.max()) <= 1.0 and float(rhythm.max()) > 0.5
+
+
+def test_batches_are_cropped_to_one_random_length(built):
+    import numpy as np
+
+    data = TokenCache(built)
+    lengths = set()
+    for seed in range(6):
+        mix, drums, rhythm = data.batch(np.random.default_rng(seed), 3, 50, 100)
+        assert mix.shape[:2] == (3, 4) and mix.shape == drums.shape and rhythm.shape[1] == 3
+        assert 50 <= mix.shape[-1] <= 100 and rhythm.shape[-1] == mix.shape[-1]
+        lengths.add(mix.shape[-1])
+    assert len(lengths) > 1
+
+
+def test_interrupted_build_resumes_with_the_same_result(corpus, ckpt, built, tmp_path, monkeypatch):
+    real = cache_mod.encode_segment
+    calls = {"n": 0}
+
+    def dies_on_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_mod, "encode_segment", dies_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(corpus, tmp_path, ckpt.codec, ckpt.rhythm_settings, SEGMENTS, CacheSettings(shard_size=1))
+    half = read_manifest(tmp_path)
+    assert not half["complete"] and len(half["songs_done"]) == 1
+    with pytest.raises(InputError, match="unfinished"):
+        TokenCache(tmp_path)
+    calls["n"] = -100
+    build_cache(corpus, tmp_path, ckpt.codec, ckpt.rhythm_settings, SEGMENTS, CacheSettings(shard_size=1))
+    assert calls["n"] == -100 + 4  # only the two songs not yet on disk were encoded
+    resumed, whole = TokenCache(tmp_path), TokenCache(built)
+    assert resumed.keys == whole.keys
+    assert all(torch.equal(a, b) for a, b in zip(resumed.drums, whole.drums, strict=True))
+
+
+def test_tokens_of_another_codec_are_refused(corpus, built):
+    other = random_checkpoint("tiny", seed=1)
+    with pytest.raises(CheckpointError, match="another codec"):
+        build_cache(corpus, built, other.codec, other.rhythm_settings, SEGMENTS)
+
+
+def test_cli_builds_a_cache_with_the_checkpoints_codec(corpus, ckpt, tmp_path, capsys):
+    from darc_bridge.model.checkpoint import save_checkpoint
+    from darc_bridge.train.__main__ import main as train_main
+    from darc_bridge.train.cache import codec_fingerprint
+
+    save_checkpoint(ckpt, tmp_path / "init")
+    rc = train_main(["cache", "--data", str(corpus), "--init", str(tmp_path / "init"), "--out", str(tmp_path / "c"),
+                     "--target-s", "2", "--min-s", "1", "--max-s", "2", "--no-context-augment"])
+    assert rc == 0 and "token cache written" in capsys.readouterr().out
+    manifest = read_manifest(tmp_path / "c")
+    assert manifest["codec"] == codec_fingerprint(ckpt.codec) and manifest["settings"]["context_augment"] is False
+    assert sum(s["segments"] for s in manifest["shards"]) == 6

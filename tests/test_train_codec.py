@@ -1,0 +1,64 @@
+"""`train codec`: EnCodec trains from scratch on a folder of audio and lands in a loadable checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from darc_bridge.data.synth_corpus import write_corpus
+from darc_bridge.errors import InputError
+from darc_bridge.model.checkpoint import load_checkpoint, random_checkpoint
+from darc_bridge.train.__main__ import main as train_main
+from darc_bridge.train.codec import CodecTrainSettings, train_codec
+
+pytestmark = pytest.mark.slow
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine run several times faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+def test_codec_loss_goes_down_and_checkpoint_holds_the_new_codec(tmp_path, capsys):
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    rc = train_main(["codec", "--data", str(tmp_path / "corpus"), "--out", str(tmp_path / "ckpt"), "--steps", "8",
+                     "--batch-size", "2", "--segment-s", "0.25", "--lr", "1e-3"])
+    assert rc == 0 and "codec trained" in capsys.readouterr().out
+    trained = load_checkpoint(tmp_path / "ckpt")
+    assert trained.source == "codec-trained:8steps"
+    before = random_checkpoint("tiny", seed=0).codec.state_dict()
+    after = trained.codec.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    result = train_codec(tmp_path / "corpus", tmp_path / "again", CodecTrainSettings(steps=6, batch_size=2,
+                         segment_s=0.25, lr=1e-3), init=str(tmp_path / "ckpt"))
+    losses = result["losses"]
+    assert min(losses[-3:]) < losses[0]
+
+
+def test_no_audio_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no audio files"):
+        train_codec(tmp_path / "empty", tmp_path / "ckpt", CodecTrainSettings(steps=1))
+
+
+def test_dead_codes_restart_on_batch_latents_and_survive_the_ema_update():
+    from darc_bridge.train.codec import DeadCodeRestarter
+
+    codec = random_checkpoint("tiny", seed=0).codec.train()
+    restarter = DeadCodeRestarter(codec)
+    x = torch.randn(2, 1, 8000) * 0.3
+    with torch.no_grad():
+        codec(x)
+    book = codec.quantizer.vq.layers[0]._codebook
+    assert float(book.embed.norm(dim=-1).max()) > 100  # audiocraft's EMA blew the unused codes up
+    assert restarter.restart(torch.Generator().manual_seed(0)) > 0
+    latents = restarter.latents[0]
+    nearest = torch.cdist(book.embed, latents).min(dim=1).values
+    assert float(nearest.max()) < 0.1 * float(latents.norm(dim=-1).mean())  # every code sits on a latent
+    with torch.no_grad():
+        codec(x)  # the EMA update keeps them (embed_avg and cluster_size were set consistently)
+    assert float(book.embed.norm(dim=-1).max()) < 10 * float(latents.norm(dim=-1).max())
