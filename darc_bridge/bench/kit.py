@@ -1,7 +1,8 @@
 """Kit engine benchmarks: rhythm extraction and end-to-end generation for 30 s and 3 min regions.
 
 Target on the 2-core CPU machine: a 3-minute region end to end (files in, stem + MIDI out) in
-under 3 s, i.e. at least 60x real time, within 1 GB peak memory.
+under 3 s, i.e. at least 60x real time, within 1 GB peak memory. The table's time is a warm job
+(as in the daemon, which keeps the engine resident); the first job of a fresh process is shown too.
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ def rhythm_case(seconds: float) -> dict:
         _, prompt_path = _material(Path(tmp), seconds)
         audio = load_audio(prompt_path, role="prompt", limits=_limits())
         t0 = time.perf_counter()
+        extract_rhythm(audio)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
         features = extract_rhythm(audio)
         elapsed = time.perf_counter() - t0
-    return {"seconds": elapsed, "onsets": len(features.onsets), "x_realtime": seconds / elapsed}
+    return {"seconds": elapsed, "first_call_s": first, "onsets": len(features.onsets), "x_realtime": seconds / elapsed}
 
 
 def generate_case(seconds: float) -> dict:
@@ -53,11 +57,14 @@ def generate_case(seconds: float) -> dict:
         mix_path, prompt_path = _material(folder, seconds)
         engine = create_engine("kit")
         engine.load()
-        t0 = time.perf_counter()
-        out = run_job(engine, mix_path, prompt_path, folder / "drums.wav", GenerationParams(seed=0),
-                      midi_path=folder / "drums.mid", limits=_limits())
-        elapsed = time.perf_counter() - t0
-    return {"seconds": elapsed, "x_realtime": seconds / elapsed, "stem_s": out.duration}
+        timings = []
+        for run in range(2):  # the first job in a fresh process pays one-off costs; the daemon stays warm
+            t0 = time.perf_counter()
+            out = run_job(engine, mix_path, prompt_path, folder / f"drums{run}.wav", GenerationParams(seed=0),
+                          midi_path=folder / f"drums{run}.mid", limits=_limits())
+            timings.append(time.perf_counter() - t0)
+    first, warm = timings
+    return {"seconds": warm, "first_job_s": first, "x_realtime": seconds / warm, "stem_s": out.duration}
 
 
 def _limits():
