@@ -194,3 +194,13 @@ def test_slow_tempo_with_short_region_is_tracked_to_the_end() -> None:
     grid = estimate_beat_grid(samples, SR)
     assert abs(grid.tempo - 75) < 3
     assert mir_eval.beat.f_measure(beats, grid.beats) >= 0.9
+
+
+def test_loop_period_snaps_a_slightly_long_take_to_whole_bars():
+    from darc_bridge.beat.grid import BeatGrid
+
+    grid = BeatGrid(100.0, np.arange(0, 30, 0.6), np.arange(0, 30, 2.4), 30.0)  # 2.4 s bars
+    assert grid.loop_period(4.95) == pytest.approx(4.8)  # two bars, recorded 3 % long
+    assert grid.loop_period(2.3) == pytest.approx(2.4)  # one bar, cut short
+    assert grid.loop_period(1.25) == pytest.approx(1.2)  # under a bar: whole beats
+    assert grid.loop_period(3.6) == pytest.approx(3.6)  # 1.5 bars: far from whole bars, kept as is

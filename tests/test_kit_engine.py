@@ -381,3 +381,19 @@ def test_grid_groove_follows_the_downbeat_phase() -> None:
     grid = BeatGrid(120.0, beats, np.array([0.5, 2.5]), 4.0)  # bars start on the second beat
     kicks = [o.time for o in grid_groove(grid) if o.cls == 0]
     assert np.allclose(kicks, [0.5, 1.5, 2.5, 3.5])
+
+
+def test_a_looped_take_stays_on_the_songs_downbeats():
+    """Two bars tapped at the song's tempo but cut 3 % long, looped over 24 s: every repeat's
+    kick still lands on a downbeat of the mix (no drift from the take's inexact length)."""
+    bpm, sr = 100.0, 22050
+    mix, _, downbeats = synth_drumless_mix(24.0, bpm=bpm, sample_rate=sr, seed=3)
+    bar = 4 * 60.0 / bpm
+    pattern = [Onset(0.0, 0, 1.0), Onset(bar / 2, 1, 0.9), Onset(bar, 0, 1.0), Onset(1.5 * bar, 1, 0.9)]
+    take = synth_prompt(pattern, 2 * bar * 1.03, 44100, voice="beatbox", seed=4)
+    result = KitEngine().generate(Audio(mix, sr), Audio(take[None, :], 44100),
+                                  GenerationParams(temperature=0.0, seed=0))
+    kicks = result.rhythm.onset_times(0)
+    assert len(kicks) == 10
+    offsets = [np.min(np.abs(np.asarray(downbeats) - k)) for k in kicks]
+    assert max(offsets) < 0.05, offsets

@@ -313,3 +313,44 @@ def test_hit_at_the_very_start_is_found(voice):
     assert features.n_frames == 100
     if voice != "clicks":
         assert features.onsets[0].cls == 0
+
+
+def test_loop_repeats_at_the_exact_period_without_drift():
+    """A 2.47 s take looped over 60 s: repeat k starts at exactly k x 2.47 s (no frame rounding)."""
+    take = RhythmFeatures.from_onsets([Onset(0.0, 0, 1.0), Onset(1.2, 1, 0.8)], 2.47)
+    looped = take.fit_to(60.0)
+    kicks = looped.onset_times(0)
+    assert len(kicks) == int(np.ceil(60.0 / 2.47))
+    np.testing.assert_allclose(kicks, np.arange(len(kicks)) * 2.47, atol=1e-9)
+    assert looped.n_frames == 3000 and looped.duration == 60.0
+    # the activations repeat with the onsets: each kick's frame holds a peak
+    assert all(looped.activations[0, int(round(t * 50))] > 0.9 for t in kicks)
+
+
+def test_loop_period_restarts_the_take_without_stretching_it():
+    take = RhythmFeatures.from_onsets([Onset(0.0, 0, 1.0), Onset(2.45, 1, 1.0), Onset(4.85, 2, 1.0)], 4.9)
+    looped = take.fit_to(20.0, loop_period=4.8)
+    np.testing.assert_allclose(looped.onset_times(0), [0.0, 4.8, 9.6, 14.4, 19.2], atol=1e-9)
+    np.testing.assert_allclose(looped.onset_times(1)[:2], [2.45, 7.25], atol=1e-9)  # timing inside kept
+    assert len(looped.onset_times(2)) == 0  # the hit past the period was the take's overhang
+    longer = take.fit_to(12.0, loop_period=5.2)  # a take cut short is padded with silence
+    np.testing.assert_allclose(longer.onset_times(0), [0.0, 5.2, 10.4], atol=1e-9)
+    trimmed = take.fit_to(3.0, loop_period=4.8)
+    np.testing.assert_allclose(trimmed.onset_times(1), [2.45])
+
+
+def _two_sound_class_recall(classes: tuple[int, int], seeds: range) -> float:
+    recalls = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        pattern = [Onset(i * 0.3 + 0.05 + rng.uniform(-0.02, 0.02), int(rng.choice(classes)), 1.0) for i in range(16)]
+        found = extract_rhythm(synth_prompt(pattern, 5.2, 44100, voice="beatbox", seed=seed), 44100).onsets
+        recalls.append(np.mean([any(abs(o.time - p.time) < 0.05 and o.cls == p.cls for o in found) for p in pattern]))
+    return float(np.mean(recalls))
+
+
+def test_two_sound_beatbox_keeps_kick_and_snare_slots():
+    """A "boom-pff" take has fewer sounds than the 3 classes: NMF splits the boom over two
+    components; they are merged and the sounds land in the kick and snare slots, not snare and hat."""
+    assert _two_sound_class_recall((0, 1), range(5)) >= 0.9
+    assert _two_sound_class_recall((0, 2), range(5)) >= 0.75  # "boom-ts": kick and hat

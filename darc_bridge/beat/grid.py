@@ -35,6 +35,20 @@ class BeatGrid:
         pts = np.array(pts + [anchors[-1]])
         return pts[(pts >= -1e-9) & (pts < self.duration)]
 
+    def loop_period(self, prompt_duration: float, tolerance: float = 0.08) -> float:
+        """How long one repeat of a looped prompt should last on this grid.
+
+        A take of one or two bars is rarely cut exactly: when its length is within `tolerance`
+        of a whole number of bars (or of beats, for a take shorter than a bar), that length is
+        used, so the loop stays in time with the song; otherwise the take's own length is kept.
+        """
+        if self.tempo <= 0 or prompt_duration <= 0:
+            return prompt_duration
+        bar = self.beat_period * self.beats_per_bar
+        unit = bar if prompt_duration >= 0.75 * bar else self.beat_period
+        snapped = max(1, round(prompt_duration / unit)) * unit
+        return snapped if abs(snapped - prompt_duration) <= tolerance * prompt_duration else prompt_duration
+
     def to_frame_features(self, frame_rate: float, n_frames: int, width_s: float = 0.04) -> np.ndarray:
         """(2, n_frames) beat and downbeat activations (triangles of `width_s`), for beat conditioning."""
         t = np.arange(n_frames) / frame_rate

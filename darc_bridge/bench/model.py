@@ -1,25 +1,62 @@
 """DARC model benchmarks: load time, peak memory and generation speed (frames per second).
 
-`tiny` goes through the real engine from a checkpoint on disk (encode, rhythm, generate, decode);
-`small` (MusicGen-small shape, random weights) is built in memory and times token generation only,
-with guidance on (two rows: full condition and null), a mix prefix as long as the drums. It runs on
-one CPU thread: on a shared 2-core machine two threads measured 6-14x slower (OpenMP workers
-spinning against other processes), which made the figure meaningless.
+The device is chosen once: `cuda` when torch sees a GPU, else `cpu`; every row names it.
+
+- `tiny` goes through the real engine from a checkpoint on disk (encode, rhythm, generate, decode).
+- `small` (MusicGen-small shape, random weights) is built in memory and times token generation
+  only, with guidance on (two rows: full condition and null) and a mix prefix as long as the drums.
+  On CPU it is a short case on one thread (on a shared 2-core machine two threads measured 6-14x
+  slower: OpenMP workers spinning against other processes); on cuda a realistic 10 s + 10 s one,
+  in float16 like the engine.
+- the comparison times our loop (`darc_bridge.model.generate`) against audiocraft's own
+  `LMModel.generate` on the same weights and inputs, in one process (see `compare_case`).
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import torch
+from torch import nn
 
 from darc_bridge.bench.common import BenchRow, run_isolated
 
 TINY_SECONDS = (10.0, 60.0)
-SMALL_SECONDS = 1.0
+SMALL_SECONDS = {"cpu": 1.0, "cuda": 10.0}
+COMPARE = {"cpu": [("tiny", 10.0)], "cuda": [("tiny", 10.0), ("small", 10.0)]}
+NULL_ATTRIBUTE = "darc_null_text"  # the stand-in condition audiocraft's generate is given (see compare_case)
 
 
-def tiny_case(seconds: float) -> dict:
+def bench_device() -> str:
+    """`cuda` when a GPU is visible to torch, else `cpu`."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _prepare(device: str) -> torch.dtype:
+    """One CPU thread (see the module docstring); float16 on cuda, as the engine runs it."""
+    if device == "cpu":
+        torch.set_num_threads(1)
+        return torch.float32
+    torch.cuda.reset_peak_memory_stats()
+    return torch.float16
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _gpu_peak(device: str) -> dict:
+    if not device.startswith("cuda"):
+        return {}
+    return {"gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20}
+
+
+def tiny_case(seconds: float, device: str = "cpu") -> dict:
     """Checkpoint load (build + weights + warm-up) and end-to-end generation of `seconds` of drums."""
     import numpy as np
 
@@ -39,7 +76,7 @@ def tiny_case(seconds: float) -> dict:
         path = Path(tmp) / "tiny"
         init_checkpoint("tiny", path)
         t0 = time.perf_counter()
-        engine = create_engine("darc", checkpoint=str(path), device="cpu")
+        engine = create_engine("darc", checkpoint=str(path), device=device)
         engine.load()
         load_s = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -47,37 +84,168 @@ def tiny_case(seconds: float) -> dict:
         gen_s = time.perf_counter() - t1
     frames = result.info["frames"]
     return {"seconds": gen_s, "load_s": load_s, "frames": frames, "fps": frames / gen_s,
-            "x_realtime": seconds / gen_s, "windows": result.info["windows"]}
+            "x_realtime": seconds / gen_s, "windows": result.info["windows"], **_gpu_peak(device)}
 
 
-def small_case(seconds: float) -> dict:
-    """Random-weight `small`: build time, then token generation of `seconds` after an equal mix prefix."""
-    import torch
+def _random_inputs(n_q: int, card: int, classes: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, card, (n_q, frames), generator=g), torch.rand(classes, frames, generator=g)
 
+
+def small_case(seconds: float, device: str = "cpu") -> dict:
+    """Random-weight `small`: load time, then token generation of `seconds` after an equal mix prefix."""
     from darc_bridge.model.checkpoint import random_checkpoint
     from darc_bridge.model.generate import SamplingSettings, generate_drums
 
-    torch.set_num_threads(1)
+    dtype = _prepare(device)
     t0 = time.perf_counter()
     ckpt = random_checkpoint("small")
-    build_s = time.perf_counter() - t0
-    n = int(round(seconds * ckpt.config.frame_rate))
-    g = torch.Generator().manual_seed(0)
-    mix = torch.randint(0, ckpt.config.card, (ckpt.config.n_q, n), generator=g)
-    rhythm = torch.rand(ckpt.config.rhythm_classes, n, generator=g)
+    ckpt.model.to(device=device, dtype=dtype)
+    _sync(device)
+    load_s = time.perf_counter() - t0
+    cfg = ckpt.config
+    n = int(round(seconds * cfg.frame_rate))
+    mix, rhythm = _random_inputs(cfg.n_q, cfg.card, cfg.rhythm_classes, n)
     t1 = time.perf_counter()
     _, info = generate_drums(ckpt.model, mix, rhythm, SamplingSettings(seed=0))
+    _sync(device)
     gen_s = time.perf_counter() - t1
     params = sum(p.numel() for p in ckpt.model.parameters())
     codec_params = sum(p.numel() for p in ckpt.codec.parameters())
-    return {"seconds": gen_s, "build_s": build_s, "params_M": params / 1e6, "codec_M": codec_params / 1e6,
-            "frames": n, "fps": n / gen_s,
-            "s_per_step": gen_s / info["steps"], "threads": torch.get_num_threads()}
+    return {"seconds": gen_s, "load_s": load_s, "params_M": params / 1e6, "codec_M": codec_params / 1e6,
+            "frames": n, "fps": n / gen_s, "s_per_step": gen_s / info["steps"],
+            "threads": torch.get_num_threads(), **_gpu_peak(device)}
+
+
+class _NullTextProvider(nn.Module):
+    """Stands in for audiocraft's (empty) condition provider: every condition, real or dropped, is
+    one zero vector, fused by cross-attention (the input DarcLM gives MusicGen's idle text
+    cross-attention) or, for a model without it, summed into the input (adding zero)."""
+
+    def __init__(self, dim: int, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dim, self.device, self.dtype = dim, device, dtype
+
+    def tokenize(self, conditions: list) -> dict:
+        return {"n": len(conditions)}
+
+    def forward(self, tokenized: dict) -> dict:
+        n = tokenized["n"]
+        zeros = torch.zeros(n, 1, self.dim, device=self.device, dtype=self.dtype)
+        return {NULL_ATTRIBUTE: (zeros, torch.ones(n, 1, device=self.device))}
+
+
+@contextmanager
+def _null_condition(lm: nn.Module, cross_attention: bool) -> Iterator[list]:
+    """Give audiocraft's LM a null condition for the duration, so its generate runs classifier-free
+    guidance (without a condition it skips CFG; `small` would also trip over its cross-attention)."""
+    from audiocraft.modules.conditioners import ConditioningAttributes
+
+    param = next(lm.parameters())
+    saved = lm.condition_provider
+    lm.condition_provider = _NullTextProvider(lm.dim, param.device, param.dtype)
+    lm.fuser.cond2fuse[NULL_ATTRIBUTE] = "cross" if cross_attention else "sum"
+    try:
+        yield [ConditioningAttributes()]
+    finally:
+        lm.condition_provider = saved
+        del lm.fuser.cond2fuse[NULL_ATTRIBUTE]
+
+
+@contextmanager
+def _batch_sizes(transformer: nn.Module) -> Iterator[set[int]]:
+    """The batch sizes the transformer sees meanwhile: the guidance rows each side really runs."""
+    seen: set[int] = set()
+    handle = transformer.register_forward_pre_hook(lambda _m, args: seen.add(int(args[0].shape[0])))
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats: int = 3) -> dict:
+    """Our generation loop against audiocraft's `LMModel.generate`, same weights, same run.
+
+    Identical on both sides: the LM weights (DarcLM wraps the very `LMModel` audiocraft's generate
+    runs), `seconds` of mix tokens as the prefix, the same number of generated frames and pattern
+    steps, classifier-free guidance with the preset's coefficient over two batch rows, temperature
+    1.0 and the preset's top-k, the device, dtype and thread count.
+
+    Not identical, because audiocraft's generate cannot take DARC's layout: (1) the delimiter
+    frame: ours embeds token `card + 1` through `DarcLM.delimiter`, audiocraft's embedding tables
+    stop at `card`, so its prompt ends with a frame of `card` (pad) tokens instead; (2) the
+    guidance rows: ours pairs "mix context" with "pad context" (the null row replaces the mix by
+    pads), audiocraft pairs the prompt under a condition with the same prompt under the dropped
+    condition (here both a zero vector, see `_null_condition`), so its guidance changes no logit;
+    (3) the main timing uses no rhythm prompt (audiocraft has no in-attention); `ours_rhythm_fps`
+    adds DARC's rhythm (full + null rows, the in-attention additions) for reference. The sampled
+    tokens differ (different RNG streams), the work per step does not.
+
+    Each side is warmed up once (a short run on the same kind of input; it also records the batch
+    rows each side runs, `ours_rows` / `audiocraft_rows`), then timed `repeats` times, the sides
+    taking turns; the best run counts. `ratio` > 1 means ours is faster.
+    """
+    from darc_bridge.compat import import_audiocraft
+    from darc_bridge.model.checkpoint import random_checkpoint
+    from darc_bridge.model.generate import SamplingSettings, generate_drums
+
+    import_audiocraft()
+    dtype = _prepare(device)
+    ckpt = random_checkpoint(preset_name)
+    model = ckpt.model.to(device=device, dtype=dtype)
+    lm, cfg = model.lm, ckpt.config
+    n = int(round(seconds * cfg.frame_rate))
+    mix, rhythm = _random_inputs(cfg.n_q, cfg.card, cfg.rhythm_classes, n)
+    settings = SamplingSettings(temperature=1.0, top_k=cfg.top_k, cfg_coef=cfg.cfg_coef, seed=0)
+
+    def ours(frames: int, with_rhythm: bool = False) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        drums, _ = generate_drums(model, mix[:, :frames], rhythm[:, :frames] if with_rhythm else None, settings)
+        _sync(device)
+        return time.perf_counter() - t0, drums.shape[-1]
+
+    def theirs(frames: int, conditions: list) -> tuple[float, int]:
+        pad = torch.full((cfg.n_q, 1), model.pad, dtype=torch.long)
+        prompt = torch.cat([mix[:, :frames], pad], dim=-1)[None].to(device)
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        out = lm.generate(prompt, conditions, max_gen_len=prompt.shape[-1] + frames, use_sampling=True,
+                          temp=settings.temperature, top_k=settings.top_k, top_p=0.0,
+                          cfg_coef=settings.cfg_coef, two_step_cfg=False, remove_prompts=True)
+        _sync(device)
+        return time.perf_counter() - t0, out.shape[-1]
+
+    warm = min(n, 25)
+    with torch.no_grad(), _null_condition(lm, cfg.cross_attention) as conditions:
+        with _batch_sizes(lm.transformer) as rows_ours:
+            ours(warm)
+        with _batch_sizes(lm.transformer) as rows_theirs:
+            theirs(warm, conditions)
+        runs_ours, runs_theirs, runs_rhythm = [], [], []
+        for _ in range(repeats):
+            runs_ours.append(ours(n))
+            runs_theirs.append(theirs(n, conditions))
+            runs_rhythm.append(ours(n, with_rhythm=True))
+    best = {name: min(runs) for name, runs in
+            (("ours", runs_ours), ("theirs", runs_theirs), ("rhythm", runs_rhythm))}
+    steps = n + cfg.n_q - 1
+    return {"seconds": best["ours"][0], "frames": n, "steps": steps,
+            "ours_fps": n / best["ours"][0], "audiocraft_fps": n / best["theirs"][0],
+            "ratio": best["theirs"][0] / best["ours"][0], "ours_rhythm_fps": n / best["rhythm"][0],
+            "ours_s_per_step": best["ours"][0] / steps, "audiocraft_s_per_step": best["theirs"][0] / steps,
+            "ours_frames": best["ours"][1], "audiocraft_frames": best["theirs"][1],
+            "ours_rows": max(rows_ours), "audiocraft_rows": max(rows_theirs),
+            "threads": torch.get_num_threads(), **_gpu_peak(device)}
 
 
 def cases() -> list[BenchRow]:
-    rows = [run_isolated("model", f"tiny generate {s:.0f}s (cpu)", "darc_bridge.bench.model:tiny_case", s)
-            for s in TINY_SECONDS]
-    rows.append(run_isolated("model", f"small generate {SMALL_SECONDS:.0f}s (cpu)",
-                             "darc_bridge.bench.model:small_case", SMALL_SECONDS, timeout=1800))
+    device = bench_device()
+    rows = [run_isolated("model", f"tiny generate {s:.0f}s ({device})", "darc_bridge.bench.model:tiny_case",
+                         s, device) for s in TINY_SECONDS]
+    small_s = SMALL_SECONDS[device]
+    rows.append(run_isolated("model", f"small generate {small_s:.0f}s+{small_s:.0f}s ({device})",
+                             "darc_bridge.bench.model:small_case", small_s, device, timeout=1800))
+    for name, seconds in COMPARE[device]:
+        rows.append(run_isolated("model", f"{name} ours vs audiocraft {seconds:.0f}s ({device})",
+                                 "darc_bridge.bench.model:compare_case", name, seconds, device, timeout=1800))
     return rows

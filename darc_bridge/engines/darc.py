@@ -178,7 +178,8 @@ class DarcEngine(Engine):
         t0 = time.perf_counter()
 
         beat_grid, beat = None, None
-        if cfg.beat_conditioning:
+        # The grid also keeps a short looped prompt in time with the song (BeatGrid.loop_period).
+        if cfg.beat_conditioning or (prompt is not None and prompt.duration < mix.duration):
             from darc_bridge.beat.tracking import estimate_beat_grid
 
             progress("beats", 0.0)
@@ -189,7 +190,9 @@ class DarcEngine(Engine):
             from darc_bridge.rhythm.nmf import extract_rhythm
 
             progress("rhythm", 0.0)
-            rhythm_features = extract_rhythm(prompt, settings=ckpt.rhythm_settings).fit_to(mix.duration)
+            rhythm_features = extract_rhythm(prompt, settings=ckpt.rhythm_settings)
+            period = beat_grid.loop_period(rhythm_features.duration) if beat_grid is not None else None
+            rhythm_features = rhythm_features.fit_to(mix.duration, loop_period=period)
             if rhythm_features.n_classes != cfg.rhythm_classes:
                 raise CheckpointError(f"rhythm has {rhythm_features.n_classes} classes, the model expects "
                                       f"{cfg.rhythm_classes}")
@@ -202,7 +205,7 @@ class DarcEngine(Engine):
             codes = encode_audio(ckpt.codec, mix)
         n = codes.shape[-1]
         rhythm = None if rhythm_features is None else _frames(rhythm_features.activations, n)
-        if beat_grid is not None:
+        if cfg.beat_conditioning and beat_grid is not None:
             beat = _frames(beat_grid.to_frame_features(cfg.frame_rate, n), n)
         progress("encode", 1.0)
 

@@ -121,7 +121,8 @@ class KitEngine(Engine):
             from darc_bridge.rhythm.nmf import extract_rhythm
 
             progress("rhythm", 0.0)
-            rhythm = extract_rhythm(prompt, settings=self.rhythm_settings, progress=progress).fit_to(mix.duration)
+            rhythm = extract_rhythm(prompt, settings=self.rhythm_settings, progress=progress)
+            rhythm = rhythm.fit_to(mix.duration, loop_period=grid.loop_period(rhythm.duration))
             progress("rhythm", 1.0)
             cancel.raise_if_cancelled()
 

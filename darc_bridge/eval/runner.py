@@ -103,7 +103,6 @@ def load_case(folder: Path) -> EvalCase:
         from darc_bridge.rhythm.nmf import extract_rhythm
 
         rhythm = extract_rhythm(prompt)
-    fitted = rhythm.fit_to(mix.duration).onsets
     if "beats" in truth and "tempo" in truth:
         beats = np.asarray(truth["beats"], dtype=float)
         beats = beats[beats < mix.duration]
@@ -112,6 +111,8 @@ def load_case(folder: Path) -> EvalCase:
         from darc_bridge.beat.tracking import estimate_beat_grid
 
         grid = estimate_beat_grid(mix)
+    # the engines loop a short prompt in time with the song; the target follows the same rule
+    fitted = rhythm.fit_to(mix.duration, loop_period=grid.loop_period(rhythm.duration)).onsets
     return EvalCase(folder.name, folder, mix, prompt, drums, fitted, grid)
 
 

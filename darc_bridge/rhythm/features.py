@@ -89,21 +89,41 @@ class RhythmFeatures:
     def onset_times(self, cls: int | None = None) -> np.ndarray:
         return np.array(sorted(o.time for o in self.onsets if cls is None or o.cls == cls), dtype=float)
 
-    def fit_to(self, duration: float) -> RhythmFeatures:
+    def fit_to(self, duration: float, loop_period: float | None = None) -> RhythmFeatures:
         """Trim to `duration`, or loop the whole prompt until it covers `duration`.
 
         A tapped bar is meant to repeat over the region; a longer take is cut at the region's end.
+        Repeats start at exact multiples of the period (never rounded to frames), so they do not
+        drift against the song. `loop_period` (seconds) sets that period when looping: the engines
+        pass the take's length snapped to whole bars of the song (BeatGrid.loop_period). The take
+        is then cut or padded with silence to the period, never stretched: what was played inside
+        it keeps its timing exactly.
         """
-        n_target = int(round(duration * self.frame_rate))
         if self.n_frames == 0 or self.duration <= 0:
             raise ValueError("cannot fit empty rhythm features")
-        reps = int(np.ceil(n_target / self.n_frames))
-        acts = np.tile(self.activations, (1, max(reps, 1)))[:, :n_target]
+        period = self.duration
+        if loop_period is not None and self.duration < duration:
+            if loop_period <= 0:
+                raise ValueError(f"loop period must be positive, got {loop_period}")
+            period = float(loop_period)
+        fr = self.frame_rate
+        n_target = int(round(duration * fr))
+        n_period = min(self.n_frames, max(1, int(round(period * fr))))
+        acts = np.zeros((self.n_classes, n_target), dtype=np.float32)
         onsets: list[Onset] = []
-        for r in range(max(reps, 1)):
-            shift = r * self.n_frames / self.frame_rate
-            onsets.extend(Onset(o.time + shift, o.cls, o.strength) for o in self.onsets if o.time + shift < duration)
-        return RhythmFeatures(acts.astype(np.float32), onsets, self.frame_rate, float(duration), self.settings)
+        repeat = 0
+        while repeat == 0 or repeat * period < duration:
+            shift = repeat * period
+            start = int(round(shift * fr))
+            seg = self.activations[:, : max(0, min(n_period, n_target - start))]
+            acts[:, start : start + seg.shape[1]] = np.maximum(acts[:, start : start + seg.shape[1]], seg)
+            onsets.extend(
+                Onset(o.time + shift, o.cls, o.strength)
+                for o in self.onsets
+                if o.time < period and o.time + shift < duration
+            )
+            repeat += 1
+        return RhythmFeatures(acts, onsets, fr, float(duration), self.settings)
 
     @classmethod
     def from_onsets(

@@ -20,6 +20,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import warnings
 from collections.abc import Callable
@@ -52,6 +53,8 @@ SINGLE_TIMBRE_SIMILARITY = 0.9  # cosine of 9 in 10 onset spectra to the typical
 # sound >= 0.97 even clipped or in noise; beatbox and taps <= 0.76)
 REDUNDANT_CORR = 0.6  # classes whose rises correlate this much over the take are one sound split by NMF
 NOISE_FLOOR_FACTOR = 2.0  # noise magnitudes wobble around their median; clear most of that wobble
+MERGE_CORR = 0.3  # components whose rises at the onsets correlate this much are one sound, split
+SLOT_ANCHORS_HZ = np.array([150.0, 1500.0, 7000.0])  # typical centroids of kick-, snare-, hat-like sounds
 LEAD_IN_S = 0.1  # silence put before every take (a whole number of 50 Hz frames)
 FLUX_PER_THRESHOLD = 0.25  # flux peaks must pass onset_threshold x this of the strongest hit (0.2 -> 5%)
 
@@ -143,6 +146,48 @@ def _decompose(mag: np.ndarray, settings: RhythmSettings) -> tuple[np.ndarray, n
     return w / norms, (h.T * norms[:, None]).astype(np.float32)
 
 
+def _centroids_hz(w: np.ndarray, freqs: np.ndarray, settings: RhythmSettings) -> np.ndarray:
+    """Each basis' power-weighted spectral centroid on a log-frequency axis, in Hz."""
+    weights = np.maximum(w, 0.0) ** (2.0 / settings.magnitude_power)
+    log_f = np.log2(np.maximum(freqs, 20.0))
+    return 2.0 ** ((log_f[:, None] * weights).sum(axis=0) / (weights.sum(axis=0) + 1e-30))
+
+
+def _merge_split_sounds(h: np.ndarray, centroids: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge components that rise together at the onsets: NMF splits one sound over several
+    components (attack and body, or hit-to-hit variation) when the prompt holds fewer distinct
+    sounds than classes. Returns the merged rows and their energy-weighted centroids, low -> high."""
+    k = h.shape[0]
+    floor, scale = _row_scale(h)
+    corr = _rise_correlation(_rises(cells, h) / scale)
+    group = list(range(k))
+    for a in range(k):
+        for b in range(a + 1, k):
+            if corr[a, b] >= MERGE_CORR:
+                old, new = group[b], group[a]
+                group = [new if g == old else g for g in group]
+    members = [[i for i in range(k) if group[i] == g] for g in sorted(set(group))]
+    energy = h.sum(axis=1) + 1e-12
+    rows = np.stack([h[idx].sum(axis=0) for idx in members])
+    cents = np.array([2.0 ** np.average(np.log2(centroids[idx]), weights=energy[idx]) for idx in members])
+    order = np.argsort(cents, kind="stable")
+    return rows[order], cents[order]
+
+
+def _place_in_slots(rows: np.ndarray, cents: np.ndarray, n_classes: int) -> np.ndarray:
+    """With fewer distinct sounds than the 3 default classes, put each sound in the kick, snare or
+    hat slot nearest its centroid (order kept): a "boom-pff" beatbox stays kick and snare instead
+    of sliding up to snare and hat. Unused slots stay empty."""
+    out = np.zeros((n_classes, rows.shape[1]), dtype=np.float32)
+    log_anchor = np.log2(SLOT_ANCHORS_HZ)
+    best = min(
+        itertools.combinations(range(n_classes), len(rows)),
+        key=lambda slots: float(np.abs(np.log2(cents) - log_anchor[list(slots)]).sum()),
+    )
+    out[list(best)] = rows
+    return out
+
+
 def _class_order(w: np.ndarray, freqs: np.ndarray, settings: RhythmSettings) -> np.ndarray:
     """Component indices sorted low -> high timbre, by `settings.order_by`.
 
@@ -154,10 +199,7 @@ def _class_order(w: np.ndarray, freqs: np.ndarray, settings: RhythmSettings) -> 
         return np.argsort(freqs[np.argmax(w, axis=0)], kind="stable")
     if settings.order_by != "centroid":
         raise ValueError(f"unknown class order {settings.order_by!r}; use 'centroid' or 'peak'")
-    weights = np.maximum(w, 0.0) ** (2.0 / settings.magnitude_power)
-    log_f = np.log2(np.maximum(freqs, 20.0))
-    centroids = (log_f[:, None] * weights).sum(axis=0) / (weights.sum(axis=0) + 1e-30)
-    return np.argsort(centroids, kind="stable")
+    return np.argsort(_centroids_hz(w, freqs, settings), kind="stable")
 
 
 def _onset_envelope(mag: np.ndarray) -> np.ndarray:
@@ -242,6 +284,17 @@ def _rise_correlation(rises: np.ndarray) -> np.ndarray:
     return np.corrcoef(rises.T)
 
 
+def _rises(cells: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """(onsets x classes): how much each class' activation climbs around each onset frame."""
+    n, w = h.shape[1], CLASS_RISE_WINDOW
+    rises = np.zeros((len(cells), h.shape[0]), dtype=np.float32)
+    for i, g in enumerate(cells):
+        after = h[:, g : min(n, g + w + 1)].max(axis=1)
+        before = h[:, max(0, g - w) : g + 1].min(axis=1)
+        rises[i] = np.maximum(after - before, 0.0)
+    return rises
+
+
 def _classify(cells: np.ndarray, h: np.ndarray, single: bool = False) -> list[tuple[int, int, float]]:
     """(onset index, class, strength) per hit; a second class only for a truly simultaneous hit.
 
@@ -250,13 +303,8 @@ def _classify(cells: np.ndarray, h: np.ndarray, single: bool = False) -> list[tu
     """
     floor, scale = _row_scale(h)
     norm = np.clip((h - floor[:, None]) / scale[:, None], 0.0, 1.0)
-    n = h.shape[1]
     w = CLASS_RISE_WINDOW
-    rises = np.zeros((len(cells), h.shape[0]), dtype=np.float32)
-    for i, g in enumerate(cells):
-        after = h[:, g : min(n, g + w + 1)].max(axis=1)
-        before = h[:, max(0, g - w) : g + 1].min(axis=1)
-        rises[i] = np.maximum(after - before, 0.0)
+    rises = _rises(cells, h)
     rises_norm = rises / scale
     corr = _rise_correlation(rises_norm)
     out: list[tuple[int, int, float]] = []
@@ -322,6 +370,10 @@ def extract_rhythm(
     onset_frames = _pick_onsets(env, settings, fps)
     cells = np.minimum((onset_frames * settings.frame_rate / fps).astype(int), n_out - 1)
     single = _single_timbre(clean, cells, settings.magnitude_power)
+    if settings.n_classes == len(SLOT_ANCHORS_HZ) and settings.order_by == "centroid" and not single and len(cells) >= 3:
+        merged, cents = _merge_split_sounds(h, _centroids_hz(w, freqs, settings)[order], cells)
+        if len(merged) < settings.n_classes:
+            h = _place_in_slots(merged, cents, settings.n_classes)
     times = np.maximum(_refine_times(y, settings.sample_rate, onset_frames / fps) - lead_s, 0.0)
     onsets = [
         Onset(round(float(times[i]), 4), c, round(s, 4)) for i, c, s in _classify(cells, h, single) if times[i] < duration
