@@ -259,3 +259,11 @@ def estimate_beat_grid(
     if duration < 2.0 * 60.0 / MIN_BPM:
         log.info("mix region is short (%.1fs): the tempo estimate may be unreliable", duration)
     return _track_librosa(y, ANALYSIS_SR, duration, beats_per_bar)
+
+
+def warm_up() -> None:
+    """Track beats on two seconds of clicks: librosa compiles or loads its numba kernels on first
+    use (seconds), which a resident engine should pay at load time, not in the first job."""
+    clicks = np.zeros(2 * 22050, dtype=np.float32)
+    clicks[::11025] = 1.0
+    estimate_beat_grid(clicks, 22050)

@@ -195,6 +195,9 @@ def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats:
     model = ckpt.model.to(device=device, dtype=dtype)
     lm, cfg = model.lm, ckpt.config
     n = int(round(seconds * cfg.frame_rate))
+    if n > int(round(cfg.window_s * cfg.frame_rate)):
+        raise ValueError(f"{seconds} s is longer than one {preset_name} window ({cfg.window_s} s): ours would "
+                         "split it into windows, audiocraft's generate would not")
     mix, rhythm = _random_inputs(cfg.n_q, cfg.card, cfg.rhythm_classes, n)
     settings = SamplingSettings(temperature=1.0, top_k=cfg.top_k, cfg_coef=cfg.cfg_coef, seed=0)
 

@@ -125,8 +125,12 @@ class DarcEngine(Engine):
             log.info("darc engine ready: %s on %s in %.1fs", self.checkpoint_path, device, time.perf_counter() - t0)
 
     def _warm_up(self) -> None:
-        """A few real decoding steps, so the first job does not pay for lazy initialisation."""
+        """A few real decoding steps and one beat tracking, so the first job does not pay for lazy
+        initialisation (the beat grid keeps looped prompts in time with the song)."""
+        from darc_bridge.beat.tracking import warm_up as warm_up_beat_tracking
         from darc_bridge.model.generate import SamplingSettings, generate_window
+
+        warm_up_beat_tracking()
 
         ckpt = self._ckpt
         mix = torch.zeros((ckpt.config.n_q, 4), dtype=torch.long)

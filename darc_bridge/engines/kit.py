@@ -18,6 +18,7 @@ import numpy as np
 from darc_bridge.audio.io import Audio
 from darc_bridge.beat.grid import BeatGrid
 from darc_bridge.beat.tracking import METHODS, estimate_beat_grid
+from darc_bridge.beat.tracking import warm_up as warm_up_beat_tracking
 from darc_bridge.engines.base import (
     CancelToken,
     Engine,
@@ -71,10 +72,7 @@ class KitEngine(Engine):
         if self._loaded:
             return
         self.kit(44100)
-        # librosa compiles its numba kernels on first use (seconds): pay that here, not in the first job
-        clicks = np.zeros(2 * 22050, dtype=np.float32)
-        clicks[:: 11025] = 1.0
-        estimate_beat_grid(clicks, 22050)
+        warm_up_beat_tracking()
         self._loaded = True
 
     def describe(self) -> dict[str, Any]:
