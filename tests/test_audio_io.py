@@ -128,3 +128,12 @@ def test_refuses_nan(tmp_path):
     with pytest.raises(OutputError, match="NaN"):
         write_wav_atomic(tmp_path / "out.wav", bad, 22050)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_the_users_umask_not_private_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_wav_atomic(tmp_path / "out.wav", _tone(0.1).T, 22050)
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644

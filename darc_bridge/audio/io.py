@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,8 +178,9 @@ def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = True, suff
     atomic). With overwrite=False an existing file is never replaced, even in a race.
     """
     p = check_output_path(path, overwrite=overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".part{suffix}", dir=p.parent or ".")
-    os.close(fd)
+    # Not mkstemp: it creates files readable by their owner only; outputs get the user's umask.
+    tmp = os.path.join(p.parent or ".", f".{p.name}.{secrets.token_hex(6)}.part{suffix}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
