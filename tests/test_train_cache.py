@@ -10,7 +10,8 @@ from darc_bridge.data.synth_corpus import write_corpus
 from darc_bridge.errors import CheckpointError, InputError
 from darc_bridge.model.checkpoint import random_checkpoint
 from darc_bridge.train import cache as cache_mod
-from darc_bridge.train.cache import CacheSettings, TokenCache, build_cache, read_manifest
+from darc_bridge.train.cache import CacheSettings, build_cache, read_manifest
+from darc_bridge.train.dataset import TokenCache
 
 pytestmark = pytest.mark.slow
 SEGMENTS = SegmentSettings(target_s=2.0, context_min_s=1.0, context_max_s=2.0)
@@ -49,7 +50,9 @@ def test_cache_holds_tokens_and_rhythm_of_every_segment(built):
     assert manifest["complete"] and [s["segments"] for s in manifest["shards"]] == [4, 2]
     data = TokenCache(built)
     assert len(data) == 6 and data.frame_rate == 50.0
-    for mix, drums, rhythm in zip(data.mix, data.drums, data.rhythm, strict=True):
+    for i in range(len(data)):
+        _, mix, drums, rhythm, beat = data[i]
+        assert beat is None and mix.dtype == torch.int16 and rhythm.dtype == torch.float16
         assert mix.shape == drums.shape == (4, 100) and rhythm.shape == (3, 100)
         assert int(drums.min()) >= 0 and int(drums.max()) < 2048
         assert 0.0 <= float(rhythm.min()) and float(rhythm.max()) <= 1.0 and float(rhythm.max()) > 0.5
@@ -61,7 +64,8 @@ def test_batches_are_cropped_to_one_random_length(built):
     data = TokenCache(built)
     lengths = set()
     for seed in range(6):
-        mix, drums, rhythm = data.batch(np.random.default_rng(seed), 3, 50, 100)
+        mix, drums, rhythm, beat = data.batch(np.random.default_rng(seed), 3, 50, 100)
+        assert beat is None and mix.dtype == drums.dtype == torch.long and rhythm.dtype == torch.float32
         assert mix.shape[:2] == (3, 4) and mix.shape == drums.shape and rhythm.shape[1] == 3
         assert 50 <= mix.shape[-1] <= 100 and rhythm.shape[-1] == mix.shape[-1]
         lengths.add(mix.shape[-1])
@@ -89,8 +93,8 @@ def test_interrupted_build_resumes_with_the_same_result(corpus, ckpt, built, tmp
     build_cache(corpus, tmp_path, ckpt.codec, ckpt.rhythm_settings, SEGMENTS, CacheSettings(shard_size=1))
     assert calls["n"] == -100 + 4  # only the two songs not yet on disk were encoded
     resumed, whole = TokenCache(tmp_path), TokenCache(built)
-    assert resumed.keys == whole.keys
-    assert all(torch.equal(a, b) for a, b in zip(resumed.drums, whole.drums, strict=True))
+    assert resumed.keys() == whole.keys()
+    assert all(torch.equal(resumed[i].drums, whole[i].drums) for i in range(len(whole)))
 
 
 def test_tokens_of_another_codec_are_refused(corpus, built):
@@ -111,3 +115,46 @@ def test_cli_builds_a_cache_with_the_checkpoints_codec(corpus, ckpt, tmp_path, c
     manifest = read_manifest(tmp_path / "c")
     assert manifest["codec"] == codec_fingerprint(ckpt.codec) and manifest["settings"]["context_augment"] is False
     assert sum(s["segments"] for s in manifest["shards"]) == 6
+
+
+def _old_in_memory(cache_dir):
+    """The loader before streaming: every shard loaded whole into lists of long / float tensors."""
+    manifest = read_manifest(cache_dir)
+    keys, mix, drums, rhythm = [], [], [], []
+    for shard in manifest["shards"]:
+        data = torch.load(cache_dir / shard["file"], weights_only=True)
+        keys += data["keys"]
+        mix += [m.long() for m in data["mix"]]
+        drums += [d.long() for d in data["drums"]]
+        rhythm += [r.float() for r in data["rhythm"]]
+    return keys, mix, drums, rhythm
+
+
+def _old_batch(old, rng, batch_size, min_frames, max_frames):
+    _, mixes, drum_list, rhythms = old
+    idx = rng.integers(0, len(drum_list), size=batch_size)
+    hi = min(max_frames, min(drum_list[i].shape[-1] for i in idx))
+    length = int(rng.integers(min(min_frames, hi), hi + 1))
+    out = ([], [], [])
+    for i in idx:
+        start = int(rng.integers(0, drum_list[i].shape[-1] - length + 1))
+        for dst, src in zip(out, (mixes, drum_list, rhythms), strict=True):
+            dst.append(src[i][:, start:start + length])
+    return tuple(torch.stack(x) for x in out)
+
+
+def test_streaming_reads_equal_the_old_in_memory_cache(built):
+    import numpy as np
+
+    old = _old_in_memory(built)
+    data = TokenCache(built, open_shards=1)
+    assert data.keys() == old[0]
+    for i in range(len(data)):
+        s = data[i]
+        assert torch.equal(s.mix.long(), old[1][i]) and torch.equal(s.drums.long(), old[2][i])
+        assert torch.equal(s.rhythm.float(), old[3][i])
+    for seed in range(8):
+        new = data.batch(np.random.default_rng(seed), 3, 30, 100)
+        ref = _old_batch(old, np.random.default_rng(seed), 3, 30, 100)
+        assert all(torch.equal(a, b) for a, b in zip(new[:3], ref, strict=True))
+    assert data.reader.peak_open == 1

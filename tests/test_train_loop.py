@@ -68,6 +68,11 @@ def test_loss_goes_down_and_the_engine_loads_the_checkpoint(setup, tmp_path):
     assert out.stem.shape == (1, 16000) and np.all(np.isfinite(out.stem))
 
 
+def _latest_step(run: Path) -> int:
+    folder = latest_step_dir(run)
+    return -1 if folder is None else int(folder.name.split("_")[1])
+
+
 def test_a_killed_run_resumes_from_its_last_checkpoint(setup, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "darc_bridge.train", "--data", str(setup / "cache"), "--init", str(setup / "init"),
@@ -76,9 +81,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(setup, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 150
-        while time.time() < deadline and not (run / "step_0000004").is_dir():
-            time.sleep(0.5)
-        assert (run / "step_0000004").is_dir(), "training never reached step 4"
+        # wait for `latest` itself: a step folder exists before its checkpoint is complete
+        while time.time() < deadline and _latest_step(run) < 4:
+            time.sleep(0.2)
+        assert _latest_step(run) >= 4, "training never reached step 4"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()

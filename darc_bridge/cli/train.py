@@ -67,7 +67,8 @@ def _build_cache(args: argparse.Namespace, stems: str, cache: Path, init: str) -
     segments = SegmentSettings(target_s=args.target_s, context_min_s=min(args.min_s, args.target_s),
                                context_max_s=min(args.max_s, args.target_s))
     build_cache(stems, cache, ckpt.codec, ckpt.rhythm_settings, segments,
-                CacheSettings(variants=args.variants, context_augment=not args.no_context_augment, seed=args.seed))
+                CacheSettings(variants=args.variants, context_augment=not args.no_context_augment, seed=args.seed),
+                beat=ckpt.config.beat_conditioning)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,10 +1,12 @@
 """The preprocessing cache: codec tokens and rhythm features computed once, stored in shards.
 
-    CACHE/manifest.json    format, codec fingerprint, settings, shards, songs done
+    CACHE/manifest.json    format, codec fingerprint, settings, beat (bool), shards, songs done
     CACHE/shard_00000.pt   {"keys": [...], "mix": [int16 (K, T)], "drums": [int16 (K, T)],
-                            "rhythm": [float16 (C, T)]}
+                            "rhythm": [float16 (C, T)], "beat": [float16 (2, T)] (only with beat)}
 
-Epochs read tokens from here and never re-encode audio. Songs are processed in order and a shard
+Epochs read tokens from here (train/dataset.py streams the shards) and never re-encode audio.
+With `beat=True` each segment also stores the beat/downbeat frame features of its context mix,
+for models with beat conditioning; a manifest without the "beat" key (older caches) has none. Songs are processed in order and a shard
 is written (temporary name, then rename) once it holds `shard_size` segments; the manifest,
 rewritten after each shard, lists the songs whose segments are all on disk, so an interrupted
 build resumes with the first song not listed. The codec's fingerprint guards against training
@@ -95,6 +97,16 @@ def fit_frames(rows: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def beat_features(context: np.ndarray, sample_rate: int, frame_rate: float, n: int) -> np.ndarray:
+    """(2, n) beat/downbeat rows of the context mix, made as the darc engine makes them at inference:
+    the beat grid of the whole mix, triangles at the model frame rate, cut or zero-padded to the
+    mix's token frames."""
+    from darc_bridge.beat.tracking import estimate_beat_grid
+
+    grid = estimate_beat_grid(Audio(context[None], sample_rate))
+    return fit_frames(grid.to_frame_features(frame_rate, n), n)
+
+
 def encode_segment(
     seg: Segment,
     codec: torch.nn.Module,
@@ -102,8 +114,9 @@ def encode_segment(
     onsets: list[Onset] | None,
     rhythm: RhythmSettings,
     augment: AugmentSettings | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mix codes, drum codes, rhythm (C, T)) of one segment, augmented with `rng`."""
+    beat: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(mix codes, drum codes, rhythm (C, T), beat (2, T) or None) of one segment, augmented with `rng`."""
     from darc_bridge.model.codec import encode_audio
 
     context, drums = seg.context, seg.drums
@@ -119,7 +132,8 @@ def encode_segment(
     drum_codes, mix_codes = drum_codes[:, :n], mix_codes[:, :n]
     feats = training_rhythm(drums, seg.sample_rate, rng, onsets=onsets, settings=augment or AugmentSettings(),
                             rhythm=rhythm)
-    return mix_codes, drum_codes, torch.from_numpy(fit_frames(feats.activations, n))
+    beats = torch.from_numpy(beat_features(context, seg.sample_rate, float(codec.frame_rate), n)) if beat else None
+    return mix_codes, drum_codes, torch.from_numpy(fit_frames(feats.activations, n)), beats
 
 
 def build_cache(
@@ -130,8 +144,13 @@ def build_cache(
     segments: SegmentSettings | None = None,
     settings: CacheSettings = CacheSettings(),
     augment: AugmentSettings | None = None,
+    beat: bool = False,
 ) -> dict[str, Any]:
-    """Encode every usable segment of every song under `stems_dir`; resumes an interrupted build."""
+    """Encode every usable segment of every song under `stems_dir`; resumes an interrupted build.
+
+    `beat`: also store beat/downbeat features of each context mix (pass the checkpoint's
+    `config.beat_conditioning`; training a beat-conditioned model refuses a cache without them).
+    """
     segments = segments or SegmentSettings()
     augment = augment or AugmentSettings()
     cache = Path(cache_dir)
@@ -144,13 +163,16 @@ def build_cache(
         if manifest["codec"] != fingerprint:
             raise CheckpointError(f"{cache} holds tokens of another codec ({manifest['codec']}, this one is "
                                   f"{fingerprint}): use a new cache folder")
+        if bool(manifest.get("beat", False)) != beat:
+            raise OutputError(f"{cache} was built {'with' if manifest.get('beat') else 'without'} beat features; "
+                              f"this build asks {'with' if beat else 'without'}: use a new cache folder")
     else:
         manifest = {"format": FORMAT, "version": VERSION, "codec": fingerprint, "frame_rate": float(codec.frame_rate),
                     "n_q": int(codec.num_codebooks), "rhythm_settings": rhythm.to_dict(),
-                    "segments": segments.to_dict(), "settings": asdict(settings), "shards": [], "songs_done": [],
-                    "complete": False}
+                    "segments": segments.to_dict(), "settings": asdict(settings), "beat": beat, "shards": [],
+                    "songs_done": [], "complete": False}
     done = set(manifest["songs_done"])
-    buffer: dict[str, list] = {"keys": [], "mix": [], "drums": [], "rhythm": []}
+    buffer: dict[str, list] = {"keys": [], "mix": [], "drums": [], "rhythm": [], **({"beat": []} if beat else {})}
     pending: list[str] = []
 
     def flush() -> None:
@@ -176,11 +198,13 @@ def build_cache(
             for v in range(settings.variants):
                 rng = np.random.default_rng([settings.seed, zlib.crc32(key.encode()), seg.index, v])
                 aug = augment if settings.context_augment else AugmentSettings(speed_prob=0.0, pitch_prob=0.0)
-                mix, drums, feats = encode_segment(seg, codec, rng, onsets, rhythm, aug)
+                mix, drums, feats, beats = encode_segment(seg, codec, rng, onsets, rhythm, aug, beat=beat)
                 buffer["keys"].append(f"{seg.key}#{v}")
                 buffer["mix"].append(mix.to(torch.int16))
                 buffer["drums"].append(drums.to(torch.int16))
                 buffer["rhythm"].append(feats.to(torch.float16))
+                if beats is not None:
+                    buffer["beat"].append(beats.to(torch.float16))
         pending.append(key)
         log.info("cached %s", source.name)
         if len(buffer["keys"]) >= settings.shard_size:
@@ -195,46 +219,3 @@ def build_cache(
     log.info("token cache %s: %d segments in %d shards", cache, total, len(manifest["shards"]))
     return manifest
 
-
-class TokenCache:
-    """All segments of a cache in memory: lists of (mix, drums, rhythm) tensors."""
-
-    def __init__(self, cache_dir: str | Path) -> None:
-        self.path = Path(cache_dir)
-        self.manifest = read_manifest(self.path)
-        if not self.manifest.get("complete"):
-            raise InputError(f"token cache {self.path} is unfinished: run the cache build again to resume it")
-        self.keys: list[str] = []
-        self.mix: list[torch.Tensor] = []
-        self.drums: list[torch.Tensor] = []
-        self.rhythm: list[torch.Tensor] = []
-        for shard in self.manifest["shards"]:
-            data = torch.load(self.path / shard["file"], weights_only=True)
-            self.keys += data["keys"]
-            self.mix += [m.long() for m in data["mix"]]
-            self.drums += [d.long() for d in data["drums"]]
-            self.rhythm += [r.float() for r in data["rhythm"]]
-        if not self.keys:
-            raise InputError(f"token cache {self.path} holds no segments")
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    @property
-    def frame_rate(self) -> float:
-        return float(self.manifest["frame_rate"])
-
-    def batch(self, rng: np.random.Generator, batch_size: int, min_frames: int, max_frames: int
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A random batch cropped to one random length in [min_frames, max_frames] (see segments.py)."""
-        idx = rng.integers(0, len(self), size=batch_size)
-        shortest = min(self.drums[i].shape[-1] for i in idx)
-        hi = min(max_frames, shortest)
-        length = int(rng.integers(min(min_frames, hi), hi + 1))
-        mix, drums, rhythm = [], [], []
-        for i in idx:
-            start = int(rng.integers(0, self.drums[i].shape[-1] - length + 1))
-            mix.append(self.mix[i][:, start:start + length])
-            drums.append(self.drums[i][:, start:start + length])
-            rhythm.append(self.rhythm[i][:, start:start + length])
-        return torch.stack(mix), torch.stack(drums), torch.stack(rhythm)

@@ -4,8 +4,13 @@ on GPU, periodic checkpoints the engine loads, resume after a kill, DDP under to
 Checkpoints go to OUT/step_NNNNNNN (a normal DARC checkpoint plus train_state.pt holding the
 optimizer, step and settings); OUT/latest is a symlink to the newest, switched atomically once the
 folder is complete, so a kill at any moment leaves a loadable `latest`. Restarting the same
-command resumes from it. Batches are drawn from a generator seeded by (seed, step, rank), so a
+command resumes from it. Batches are read in the epoch order of train/dataset.py (a function of
+seed and position) and cropped and masked with a generator seeded by (seed, step, rank), so a
 resumed run sees the batches an uninterrupted one would have.
+
+Beat conditioning: when the model has it (config.beat_conditioning), the cache must hold beat
+features and they are fed with every batch; the model gates them with `context_on`, so they drop
+out together with the mix context, as the engine's classifier-free guidance rows do at inference.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import torch
 from torch import nn
 
 from darc_bridge.errors import CheckpointError, InputError, OutputError
-from darc_bridge.train.cache import TokenCache
+from darc_bridge.train.dataset import DEFAULT_OPEN_SHARDS, TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True  # autocast on CUDA only
+    open_shards: int = DEFAULT_OPEN_SHARDS  # cache shards memory-mapped at once (and the shuffle's block)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -75,8 +81,8 @@ class LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, mix, drums, rhythm, rhythm_on, context_on) -> torch.Tensor:
-        return self.model.loss(mix, drums, rhythm, rhythm_on=rhythm_on, context_on=context_on)
+    def forward(self, mix, drums, rhythm, beat, rhythm_on, context_on) -> torch.Tensor:
+        return self.model.loss(mix, drums, rhythm, beat, rhythm_on=rhythm_on, context_on=context_on)
 
 
 @dataclass
@@ -120,6 +126,18 @@ def condition_masks(rng: np.random.Generator, b: int, s: TrainSettings) -> tuple
     if s.mode == "stage":
         rhythm_on[:] = False
     return torch.from_numpy(rhythm_on.astype(np.float32)), torch.from_numpy(context_on.astype(np.float32))
+
+
+def draw_batch(data: TokenCache, settings: TrainSettings, step: int, micro: int, dist_info: DistInfo,
+               min_frames: int, max_frames: int, beat: bool) -> list[torch.Tensor | None]:
+    """(mix, drums, rhythm, beat or None, rhythm_on, context_on) of one micro-batch, a function of
+    (seed, step, micro, rank) only: each rank reads its own slice of the epoch order."""
+    rng = np.random.default_rng([settings.seed, step, micro, dist_info.rank])
+    position = (step * settings.grad_accum + micro) * settings.batch_size
+    b = data.batch_at(position, settings.batch_size, rng, min_frames, max_frames, seed=settings.seed,
+                      rank=dist_info.rank, world=dist_info.world)
+    rhythm_on, context_on = condition_masks(rng, settings.batch_size, settings)
+    return [b.mix, b.drums, b.rhythm, b.beat if beat else None, rhythm_on, context_on]
 
 
 def prepare_model(ckpt, settings: TrainSettings) -> float:
@@ -216,7 +234,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(settings.device, int(os.environ.get("LOCAL_RANK", "0")))
     dist_info = init_distributed(device)
-    data = TokenCache(cache_dir)
+    data = TokenCache(cache_dir, open_shards=settings.open_shards)
 
     resume = latest_step_dir(out)
     if resume is not None:
@@ -231,9 +249,13 @@ def train(
     if codec_fingerprint(ckpt.codec) != data.manifest["codec"]:
         raise CheckpointError("the token cache was built with another codec than this checkpoint's: rebuild the "
                               "cache with this checkpoint (darc-bridge train cache)")
-    if data.rhythm[0].shape[0] != ckpt.config.rhythm_classes:
-        raise CheckpointError(f"cache rhythm has {data.rhythm[0].shape[0]} classes, the model "
-                              f"{ckpt.config.rhythm_classes}")
+    classes = data[0].rhythm.shape[0]
+    if classes != ckpt.config.rhythm_classes:
+        raise CheckpointError(f"cache rhythm has {classes} classes, the model {ckpt.config.rhythm_classes}")
+    beat = bool(ckpt.config.beat_conditioning)
+    if beat and not data.has_beat:
+        raise CheckpointError(f"this model has beat conditioning but the token cache {cache_dir} holds no beat "
+                              "features: rebuild it into a new folder with build_cache(..., beat=True)")
     fraction = prepare_model(ckpt, settings)
     model = ckpt.model.to(device).train()
     wrapped: nn.Module = LossModule(model)
@@ -261,10 +283,9 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
             for micro in range(settings.grad_accum):
-                rng = np.random.default_rng([settings.seed, step, micro, dist_info.rank])
-                mix, drums, rhythm = data.batch(rng, settings.batch_size, min_frames, max_frames)
-                rhythm_on, context_on = condition_masks(rng, settings.batch_size, settings)
-                batch = [t.to(device) for t in (mix, drums, rhythm, rhythm_on, context_on)]
+                batch = [None if t is None else t.to(device)
+                         for t in draw_batch(data, settings, step, micro, dist_info, min_frames, max_frames, beat)]
+                drums = batch[1]
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                     loss = wrapped(*batch) / settings.grad_accum
                 loss.backward()
@@ -287,7 +308,8 @@ def train(
         bar.close()
     return {"start_step": start_step, "step": step, "losses": losses, "trainable_fraction": fraction,
             "latest": str(out / LATEST), "world": dist_info.world, "rank": dist_info.rank,
-            "weights_digest": weights_digest(model)}
+            "weights_digest": weights_digest(model), "shards_opened": data.reader.loads,
+            "peak_open_shards": data.reader.peak_open}
 
 
 def _save(out: Path, ckpt, optimizer, step: int, settings: TrainSettings, dist_info: DistInfo,
