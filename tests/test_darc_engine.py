@@ -157,3 +157,15 @@ def test_beat_conditioned_checkpoint_reports_its_beat_grid(tmp_path):
     result = engine.generate(_mix(2.0), None, GenerationParams(seed=0))
     assert result.beat_grid is not None and result.beat_grid.duration == pytest.approx(2.0)
     assert result.stem.shape == (2, 2 * SR)
+
+
+def test_quantize_snaps_the_followed_rhythm_to_the_mix_grid(engine):
+    """`quantize` is a knob of every engine: the model is conditioned on the tightened rhythm."""
+    mix, prompt = _mix(3.0), _prompt(1.0)
+    loose = engine.generate(mix, prompt, GenerationParams(seed=2, quantize=0.0))
+    tight = engine.generate(mix, prompt, GenerationParams(seed=2, quantize=1.0))
+    grid = tight.beat_grid.subdivisions(per_beat=4)
+    distance = [np.min(np.abs(grid - t)) for t in tight.rhythm.onset_times()]
+    assert len(distance) == len(loose.rhythm.onsets) > 0
+    assert max(distance) < 1e-6
+    assert not np.allclose(tight.rhythm.activations, loose.rhythm.activations)

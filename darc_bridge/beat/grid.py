@@ -8,6 +8,22 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def snap_times(times: np.ndarray, grid_points: np.ndarray, amount: float) -> np.ndarray:
+    """Move each time `amount` (0..1) of the way to its nearest grid point: 0 leaves it, 1 puts it on the grid."""
+    t = np.asarray(times, dtype=float)
+    a = float(np.clip(amount, 0.0, 1.0))
+    pts = np.sort(np.asarray(grid_points, dtype=float))
+    if a == 0.0 or len(pts) == 0 or t.size == 0:
+        return t.copy()
+    if len(pts) == 1:
+        nearest = np.full(t.shape, pts[0])
+    else:
+        idx = np.clip(np.searchsorted(pts, t), 1, len(pts) - 1)
+        left, right = pts[idx - 1], pts[idx]
+        nearest = np.where(t - left <= right - t, left, right)
+    return t + a * (nearest - t)
+
+
 @dataclass
 class BeatGrid:
     """Beat and downbeat times in seconds from the start of the region."""

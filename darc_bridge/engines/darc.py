@@ -182,8 +182,8 @@ class DarcEngine(Engine):
         t0 = time.perf_counter()
 
         beat_grid, beat = None, None
-        # The grid also keeps a short looped prompt in time with the song (BeatGrid.loop_period).
-        if cfg.beat_conditioning or (prompt is not None and prompt.duration < mix.duration):
+        # The grid also keeps a looped prompt in time with the song and serves `quantize`.
+        if cfg.beat_conditioning or (prompt is not None and (prompt.duration < mix.duration or params.quantize > 0)):
             from darc_bridge.beat.tracking import estimate_beat_grid
 
             progress("beats", 0.0)
@@ -197,6 +197,8 @@ class DarcEngine(Engine):
             rhythm_features = extract_rhythm(prompt, settings=ckpt.rhythm_settings)
             period = beat_grid.loop_period(rhythm_features.duration) if beat_grid is not None else None
             rhythm_features = rhythm_features.fit_to(mix.duration, loop_period=period)
+            if params.quantize > 0 and beat_grid is not None:
+                rhythm_features = rhythm_features.quantized(beat_grid.subdivisions(per_beat=4), params.quantize)
             if rhythm_features.n_classes != cfg.rhythm_classes:
                 raise CheckpointError(f"rhythm has {rhythm_features.n_classes} classes, the model expects "
                                       f"{cfg.rhythm_classes}")

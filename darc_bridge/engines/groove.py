@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from darc_bridge.beat.grid import BeatGrid
+from darc_bridge.beat.grid import BeatGrid, snap_times
 from darc_bridge.rhythm.features import Onset
 
 KICK, SNARE, HAT, OPEN_HAT = 0, 1, 2, 3
@@ -144,18 +144,9 @@ def blend(
 
 def quantize(onsets: list[Onset], grid_points: np.ndarray, amount: float) -> list[Onset]:
     """Move each hit `amount` (0..1) of the way to its nearest grid point (16ths from BeatGrid.subdivisions)."""
-    a = float(np.clip(amount, 0.0, 1.0))
-    pts = np.sort(np.asarray(grid_points, dtype=float))
-    if a == 0.0 or len(pts) == 0 or not onsets:
+    if not onsets or amount <= 0:
         return list(onsets)
-    times = np.array([o.time for o in onsets])
-    idx = np.clip(np.searchsorted(pts, times), 1, len(pts) - 1) if len(pts) > 1 else np.zeros(len(times), int)
-    if len(pts) > 1:
-        left, right = pts[idx - 1], pts[idx]
-        nearest = np.where(times - left <= right - times, left, right)
-    else:
-        nearest = np.full(len(times), pts[0])
-    moved = times + a * (nearest - times)
+    moved = snap_times(np.array([o.time for o in onsets]), grid_points, amount)
     return dedupe([Onset(float(t), o.cls, o.strength) for t, o in zip(moved, onsets, strict=True)])
 
 

@@ -125,6 +125,30 @@ class RhythmFeatures:
             repeat += 1
         return RhythmFeatures(acts, onsets, fr, float(duration), self.settings)
 
+    def quantized(self, grid_points: np.ndarray, amount: float) -> RhythmFeatures:
+        """The rhythm with its hits moved `amount` (0..1) toward the nearest grid point.
+
+        The activations are time-warped with the hits (piecewise linearly between them), so a
+        model conditioned on them hears the tightened rhythm with the prompt's own hit shapes.
+        """
+        from darc_bridge.beat.grid import snap_times
+
+        if amount <= 0 or not self.onsets:
+            return self
+        old_times = np.unique([o.time for o in self.onsets])
+        new_times = snap_times(old_times, grid_points, amount)
+        # anchors of a monotone map new time -> old time (hits snapped onto one point keep the first)
+        keep = np.concatenate([[True], np.diff(new_times) > 1e-9]) & (new_times > 0) & (new_times < self.duration)
+        anchors_new = np.concatenate([[0.0], new_times[keep], [self.duration]])
+        anchors_old = np.concatenate([[0.0], old_times[keep], [self.duration]])
+        t_new = np.arange(self.n_frames) / self.frame_rate
+        src = np.interp(t_new, anchors_new, anchors_old) * self.frame_rate
+        frames = np.arange(self.n_frames)
+        acts = np.stack([np.interp(src, frames, row) for row in self.activations]).astype(np.float32)
+        moved = dict(zip(old_times.tolist(), new_times.tolist(), strict=True))
+        onsets = [Onset(moved[o.time], o.cls, o.strength) for o in self.onsets if 0 <= moved[o.time] < self.duration]
+        return RhythmFeatures(acts, onsets, self.frame_rate, self.duration, self.settings)
+
     @classmethod
     def from_onsets(
         cls,
