@@ -12,6 +12,12 @@ Why this shape:
   is added at the same time (kick and hat together) only when it rises strongly on its own
   scale, carries a real share of the rise, and is not a component that always moves with the
   first; a prompt whose hits all share one spectrum (a single click) gets one class per hit.
+- A take with fewer distinct sounds than the 3 classes ("pff-ts", kick and hat) makes NMF split
+  one sound over two components; components that rise together, or whose bases' centroids lie
+  within half an octave, are merged (complete linkage) and the sounds put in the kick, snare or
+  hat slot nearest their centroid; a component that leads no hits (a rumble) is left out first.
+  Measured with darc_bridge.rhythm.robustness on timbre families the extractor was not tuned
+  on (docs/rhythm.md).
 - Level, sample rate, channel count and a steady noise floor are normalised away first:
   thresholds are relative to a noise-floor estimate, never absolute.
 - Speed: NMF runs on frames pooled to the 50 Hz model rate, with one BLAS thread; takes over
@@ -54,6 +60,7 @@ SINGLE_TIMBRE_SIMILARITY = 0.9  # cosine of 9 in 10 onset spectra to the typical
 REDUNDANT_CORR = 0.6  # classes whose rises correlate this much over the take are one sound split by NMF
 NOISE_FLOOR_FACTOR = 2.0  # noise magnitudes wobble around their median; clear most of that wobble
 MERGE_CORR = 0.3  # components whose rises at the onsets correlate this much are one sound, split
+MERGE_OCTAVES = 0.5  # ...as are components whose centroids lie this close (kick, snare, hat: >= 2 octaves apart)
 SLOT_ANCHORS_HZ = np.array([150.0, 1500.0, 7000.0])  # typical centroids of kick-, snare-, hat-like sounds
 LEAD_IN_S = 0.1  # silence put before every take (a whole number of 50 Hz frames)
 FLUX_PER_THRESHOLD = 0.25  # flux peaks must pass onset_threshold x this of the strongest hit (0.2 -> 5%)
@@ -153,23 +160,39 @@ def _centroids_hz(w: np.ndarray, freqs: np.ndarray, settings: RhythmSettings) ->
     return 2.0 ** ((log_f[:, None] * weights).sum(axis=0) / (weights.sum(axis=0) + 1e-30))
 
 
+def _sounding(h: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Components that carry a real share of the rise at two onsets or more. One that does not (a
+    pink-noise rumble, a hum left after the floor removal) is not a sound of the take; left in,
+    it takes a slot and pushes a "boom-pff" up into the snare and hat classes."""
+    rises = _rises(cells, h)
+    share = rises / (rises.sum(axis=1, keepdims=True) + 1e-12)
+    keep = (share >= SECOND_CLASS_SHARE).sum(axis=0) >= 2  # once may be a noise burst taken for a hit
+    return keep if keep.any() else np.ones(h.shape[0], dtype=bool)
+
+
 def _merge_split_sounds(h: np.ndarray, centroids: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Merge components that rise together at the onsets: NMF splits one sound over several
-    components (attack and body, or hit-to-hit variation) when the prompt holds fewer distinct
-    sounds than classes. Returns the merged rows and their energy-weighted centroids, low -> high."""
+    """Merge components that are one sound split by NMF (attack and body, or hit-to-hit variation),
+    as happens when the prompt holds fewer distinct sounds than classes. Two components are one
+    sound when their rises at the onsets correlate (attack and body move together) or when their
+    bases' centroids lie within MERGE_OCTAVES (two takes on one hiss: their rises alternate, so
+    they do not correlate). Complete linkage: a component joins a group only if it is one sound
+    with every member, so a chain of weak links cannot fold all three sounds into one.
+    Returns the merged rows and their energy-weighted centroids, low -> high."""
     k = h.shape[0]
     floor, scale = _row_scale(h)
     corr = _rise_correlation(_rises(cells, h) / scale)
-    group = list(range(k))
+    log_c = np.log2(centroids)
+    same = (corr >= MERGE_CORR) | (np.abs(log_c[:, None] - log_c[None, :]) < MERGE_OCTAVES)
+    groups: list[list[int]] = []
     for a in range(k):
-        for b in range(a + 1, k):
-            if corr[a, b] >= MERGE_CORR:
-                old, new = group[b], group[a]
-                group = [new if g == old else g for g in group]
-    members = [[i for i in range(k) if group[i] == g] for g in sorted(set(group))]
+        home = next((g for g in groups if all(same[a, b] for b in g)), None)
+        if home is None:
+            groups.append([a])
+        else:
+            home.append(a)
     energy = h.sum(axis=1) + 1e-12
-    rows = np.stack([h[idx].sum(axis=0) for idx in members])
-    cents = np.array([2.0 ** np.average(np.log2(centroids[idx]), weights=energy[idx]) for idx in members])
+    rows = np.stack([h[idx].sum(axis=0) for idx in groups])
+    cents = np.array([2.0 ** np.average(log_c[idx], weights=energy[idx]) for idx in groups])
     order = np.argsort(cents, kind="stable")
     return rows[order], cents[order]
 
@@ -277,11 +300,15 @@ def _single_timbre(mag: np.ndarray, frames: np.ndarray, power: float) -> bool:
 
 
 def _rise_correlation(rises: np.ndarray) -> np.ndarray:
-    """Correlation of the classes' rises over all onsets (identity when too few onsets)."""
+    """Correlation of the classes' rises over all onsets (identity when too few onsets). A class
+    that never rises (an empty slot) correlates with nothing, and does not blank the others."""
     k = rises.shape[1]
-    if k == 1 or rises.shape[0] < 3 or np.any(rises.std(axis=0) == 0):
-        return np.eye(k)
-    return np.corrcoef(rises.T)
+    live = rises.std(axis=0) > 0
+    corr = np.eye(k)
+    if k == 1 or rises.shape[0] < 3 or live.sum() < 2:
+        return corr
+    corr[np.ix_(live, live)] = np.corrcoef(rises[:, live].T)
+    return corr
 
 
 def _rises(cells: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -371,7 +398,8 @@ def extract_rhythm(
     cells = np.minimum((onset_frames * settings.frame_rate / fps).astype(int), n_out - 1)
     single = _single_timbre(clean, cells, settings.magnitude_power)
     if settings.n_classes == len(SLOT_ANCHORS_HZ) and settings.order_by == "centroid" and not single and len(cells) >= 3:
-        merged, cents = _merge_split_sounds(h, _centroids_hz(w, freqs, settings)[order], cells)
+        sounding = _sounding(h, cells)
+        merged, cents = _merge_split_sounds(h[sounding], _centroids_hz(w, freqs, settings)[order][sounding], cells)
         if len(merged) < settings.n_classes:
             h = _place_in_slots(merged, cents, settings.n_classes)
     times = np.maximum(_refine_times(y, settings.sample_rate, onset_frames / fps) - lead_s, 0.0)
