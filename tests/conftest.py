@@ -53,3 +53,14 @@ def server_out_dir(server_kit_daemon: Daemon, request: pytest.FixtureRequest) ->
     folder = server_kit_daemon.extra["allowed"] / request.node.name[:60].replace("[", "_").replace("]", "_")
     folder.mkdir()
     return folder
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models run several times faster on one thread than two on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,14 +15,7 @@ from darc_bridge.model.tokens import build_codes, first_drum_step
 
 K, TM, TD = 4, 12, 10
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads thrash on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny(**overrides) -> DarcLM:

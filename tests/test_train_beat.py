@@ -18,18 +18,10 @@ from darc_bridge.train.cache import CacheSettings, build_cache, read_manifest
 from darc_bridge.train.dataset import TokenCache
 from darc_bridge.train.loop import STATE_FILE, TrainSettings, latest_step_dir, prepare_model, train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 SEGMENTS = SegmentSettings(target_s=2.0, context_min_s=1.0, context_max_s=2.0)
 FAST = dict(batch_size=2, grad_accum=1, lr=3e-3, min_s=1.0, max_s=2.0, device="cpu", log_every=1000)
 PLAIN = CacheSettings(context_augment=False)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,8 @@ from darc_bridge.train import cache as cache_mod
 from darc_bridge.train.cache import CacheSettings, build_cache, read_manifest
 from darc_bridge.train.dataset import TokenCache
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 SEGMENTS = SegmentSettings(target_s=2.0, context_min_s=1.0, context_max_s=2.0)
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine run several times faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):

@@ -11,17 +11,7 @@ from darc_bridge.model.checkpoint import load_checkpoint, random_checkpoint
 from darc_bridge.train.__main__ import main as train_main
 from darc_bridge.train.codec import CodecTrainSettings, train_codec
 
-pytestmark = pytest.mark.slow
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine run several times faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
 def test_codec_loss_goes_down_and_checkpoint_holds_the_new_codec(tmp_path, capsys):
     write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)

@@ -29,18 +29,8 @@ from darc_bridge.train.loop import (
     train,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 FAST = dict(batch_size=2, grad_accum=1, lr=3e-3, min_s=1.0, max_s=2.0, device="cpu", log_every=1000)
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine run several times faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
