@@ -52,9 +52,6 @@ class Transcription:
     def times(self, cls: int) -> np.ndarray:
         return np.array(sorted(o.time for o in self.onsets if o.cls == cls))
 
-    def all_times(self) -> np.ndarray:
-        return np.array(sorted({round(o.time, 4) for o in self.onsets}))
-
 
 def _log_gauss(freqs: np.ndarray, centre: float, octaves: float) -> np.ndarray:
     return np.exp(-0.5 * (np.log2(np.maximum(freqs, 1.0) / centre) / octaves) ** 2)

@@ -64,13 +64,6 @@ class JobRecord:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
 
-    def to_status(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id, "state": self.state, "stage": self.stage, "fraction": self.fraction,
-            "stem_path": self.stem_path, "midi_path": self.midi_path, "duration": self.duration,
-            "sample_rate": self.sample_rate, "error_code": self.error_code, "error_message": self.error_message,
-        }
-
 
 _COLUMNS = (
     "job_id", "kind", "state", "stage", "fraction", "request", "reply_host", "reply_port", "stem_path",

@@ -53,10 +53,6 @@ class SecurityPolicy:
         except ValueError as exc:
             raise ConfigError(f"bad --allow-client address: {exc}") from exc
 
-    @property
-    def network_mode(self) -> bool:
-        return self.allow_network
-
     def check(self, client_ip: str, token: str | None, job_id: str = "") -> None:
         """Raise ProtocolError('unauthorized') for a source or token that is not allowed."""
         try:
