@@ -1,0 +1,41 @@
+"""Which recorded sources may be tuned or trained on, and which are held out for evaluation only.
+
+Figures measured on the sounds a method was tuned on say little about a user's take. Every tuning
+choice (extractor settings, learned models, DARC training) may use the `TUNE` sources only; reports
+give the `HELD_OUT` figures. Kits that share a maker's samples (the three Millo kits) sit on the same
+side, so no held-out kit is a near copy of a tuning kit.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Split = Literal["tune", "held_out"]
+
+# Debian hydrogen-drumkits, by kit name (drumkit.xml <name>); kits with no kick/snare/hat are not used.
+HYDROGEN_KITS: dict[Split, tuple[str, ...]] = {
+    "tune": ("Millo-Drums_v.1", "Millo_MultiLayered2", "Millo_MultiLayered3", "ColomboAcousticDrumkit",
+             "ElectricEmpireKit", "HardElectro1", "rumpf_kit_z01_gm"),
+    "held_out": ("Audiophob", "BJA_Pacific", "Forzee Stereo Drumkit", "The Black Pearl 1.0", "VariBreaks"),
+}
+
+# General MIDI drum programs of fluid-soundfont-gm's FluidR3_GM (see kits.soundfont.GM_DRUM_PROGRAMS).
+GM_PROGRAMS: dict[Split, tuple[str, ...]] = {
+    "tune": ("standard", "power", "electronic", "jazz"),
+    "held_out": ("room", "tr808", "brush"),
+}
+
+# espeak-ng voices for vocal percussion (language voice + variant); speakers differ most by variant.
+ESPEAK_VOICES: dict[Split, tuple[str, ...]] = {
+    "tune": ("en+m1", "en+f2", "de+m3", "es+f4"),
+    "held_out": ("en-us+m5", "fr+f1", "it+m2", "nl+f3", "pt+m4"),
+}
+
+
+def split_of_kit(name: str) -> Split | None:
+    """The split a Hydrogen kit or GM program belongs to (None: not used for tuning or evaluation)."""
+    for table in (HYDROGEN_KITS, GM_PROGRAMS):
+        for split, names in table.items():
+            if name in names:
+                return split
+    return None
