@@ -541,6 +541,30 @@ def test_reapack_headers_and_index_list_every_script():
         assert sources[name].text.endswith(f"/reaper_scripts/DARC/{name}")
 
 
+def test_reapack_index_is_generated_from_the_scripts_with_an_rtf_about():
+    from darc_bridge.daw import reapack
+
+    assert reapack.main(["--check"]) == 0
+    root = ElementTree.parse(REPO / "reaper_scripts" / "index.xml").getroot()
+    (description,) = root.iter("description")
+    assert description.text.startswith("{\\rtf1") and description.text.endswith("}"), "ReaPack on macOS shows RTF"
+    assert "MIDI track" in description.text
+    repository = reapack.repository_url()
+    assert all(s.text.startswith(repository + "/raw/main/reaper_scripts/DARC/") for s in root.iter("source"))
+    assert reapack.rtf(["a {b} \\ ü", "", "next"]) == (
+        "{\\rtf1\\ansi\\deff0{\\fonttbl{\\f0\\fswiss Helvetica;}}\\f0\\fs20 a \\{b\\} \\\\ \\u252?\\par\\par next\\par}")
+
+
+def test_reapack_local_index_points_at_this_checkout(tmp_path):
+    from darc_bridge.daw import reapack
+
+    out = tmp_path / "index.xml"
+    assert reapack.main(["--local", str(out)]) == 0
+    sources = [s.text for s in ElementTree.parse(out).getroot().iter("source")]
+    assert sources and all(s.startswith("file://") for s in sources)
+    assert all(Path(s[len("file://"):]).is_file() for s in sources)
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -573,7 +597,8 @@ def test_generate_against_the_real_daemon_through_the_real_client(tmp_path):
                                capture_output=True, text=True, timeout=60)
         assert ready.returncode == 0, ready.stderr + daemon_log.read_text()[-3000:]
         scenario = {
-            "os": "Linux", "project_path": str(project), "time_selection": [4.0, 7.0],
+            "os": "Linux", "project_file": str(project / "Song.rpp"), "project_path": str(project),
+            "time_selection": [4.0, 7.0],
             "tracks": [{"name": "Band", "selected": True}],
             "ext": {"DARC/client": str(client), "DARC/port": str(port), "DARC/temperature": "0.5"},
             "proj_ext": {"DARC/prompt": str(prompt_path)},
@@ -582,8 +607,9 @@ def test_generate_against_the_real_daemon_through_the_real_client(tmp_path):
         }
         report = run_lua("darc_generate_drums.lua", scenario, tmp_path, {"TMPDIR": str(tmp_path)}, timeout=150)
         assert report["messages"] == [], (report["messages"], daemon_log.read_text()[-3000:])
-        new = report["tracks"][-1]
-        assert new["name"] == "Drums" and new["inserted"]
+        assert [t["name"] for t in report["tracks"]] == ["Band", "Drums", "Drums MIDI"]
+        new = report["tracks"][1]
+        assert new["inserted"]
         (item,) = new["items"]
         assert item["position"] == 4.0
         assert Path(item["file"]).parent == project / "DARC"
@@ -591,6 +617,10 @@ def test_generate_against_the_real_daemon_through_the_real_client(tmp_path):
         assert stem.shape[0] / stem_sr == pytest.approx(3.0, abs=0.05)
         assert np.max(np.abs(stem)) > 0.01, "the kit engine wrote a silent stem"
         assert item["length"] == pytest.approx(3.0, abs=0.05)
+        (midi,) = report["tracks"][2]["items"]
+        assert midi["midi"] and midi["position"] == 4.0 and midi["notes"], "the daemon's MIDI file became notes"
+        assert all(0 <= n["on"] < 3.0 * 2 * 960 and n["chan"] == 9 for n in midi["notes"])
+        assert {n["pitch"] for n in midi["notes"]} <= {36, 38, 42, 46, 45, 49, 51, 39}
         assert report["undo"] == ["begin", "end:DARC: insert drum stem"]
         assert set(report["render"]["numbers"].values()) == {0}, "the user's render settings are back"
         assert report["render"]["strings"]["RENDER_FILE"] == ""

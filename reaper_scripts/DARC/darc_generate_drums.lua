@@ -4,7 +4,10 @@
 -- @about
 --   Renders the selected tracks (or the master mix without tracks named "Drums") over the time
 --   selection, sends it with the rhythm prompt to the darc-bridge daemon through
---   `darc-bridge client generate`, and inserts the drum stem on a new track at the selection start.
+--   `darc-bridge client generate`, and inserts the drum stem on a new track at the selection
+--   start, with a MIDI track of the played rhythm (GM kick 36, snare 38, hat 42) and, when
+--   "split stems" is on in DARC: Settings, one track per drum piece in a folder.
+--
 --   REAPER never waits: the client runs in the background and its status file is polled.
 --   Needs the daemon running (`darc-bridge serve`); see docs/daw.md.
 -- @provides
