@@ -925,19 +925,7 @@ function insertResult(done) {
         }
         var note = "";
         if (done.settings.midi && done.midi) {
-            var midiTrack = newTrack("midi", index + created, "DARC MIDI");
-            created++;
-            midiTrack.set("color", color);
-            var made = newMidiClip(midiTrack, done.region);
-            if (!made) {
-                throw new Error("Live did not create the MIDI clip");
-            }
-            made.clip.set("name", name);
-            var notes = clipNotes(parseMidi(readBytes(done.midi)), done.region, num(s, "tempo"));
-            if (notes.length) {
-                made.clip.call("add_new_notes", {notes: notes});
-            }
-            note = made.where;
+            note = insertMidi(done, index + created, color, name);
         }
         var at = done.region.view === "arrangement" ? "at beat " + fmt(done.region.position)
             : "in Session slot " + (done.region.scene + 1);
@@ -949,6 +937,33 @@ function insertResult(done) {
             s.call("delete_track", index + k); // leave the set as it was
         }
         fail(e.message + "; the stem is at " + done.stem);
+    }
+}
+
+// The MIDI track and clip of the played rhythm; a failure here leaves the stems in place and is
+// told in the status line. Returns a note for the status line ("" when all went as planned).
+function insertMidi(done, index, color, name) {
+    var created = false;
+    try {
+        var notes = clipNotes(parseMidi(readBytes(done.midi)), done.region, num(song(), "tempo"));
+        var midiTrack = newTrack("midi", index, "DARC MIDI");
+        created = true;
+        midiTrack.set("color", color);
+        var made = newMidiClip(midiTrack, done.region);
+        if (!made) {
+            throw new Error("Live did not create the MIDI clip");
+        }
+        made.clip.set("name", name);
+        if (notes.length) {
+            made.clip.call("add_new_notes", {notes: notes});
+        }
+        return made.where;
+    } catch (e) {
+        if (created) {
+            song().call("delete_track", index);
+        }
+        post("DARC Drums: no MIDI clip: " + e.message + "\n");
+        return " (no MIDI clip: " + e.message + ")";
     }
 }
 

@@ -636,6 +636,19 @@ test("for a warped region the MIDI notes follow the region's warp map", () => {
   assert.deepEqual(notesOf(clip), [[36, 0, 110], [42, 0.5, 40], [38, 1, 90]]);
 });
 
+test("a MIDI file that cannot be read leaves the stem in place and says so", () => {
+  const bad = path.join(tmpDir(), "broken.mid");
+  fs.writeFileSync(bad, "not midi");
+  const d = started(arrangementSet());
+  generateAndFinish(d, "/tmp/stem.wav", bad);
+  assert.deepEqual(d.live.song.tracks.map((t) => t.name), ["Band", "DARC", "DARC Drums"]);
+  assert.match(d.status(), /^Done: .*\(no MIDI clip: not a MIDI file\)/);
+  const e = started({ ...arrangementSet(), failCalls: ["create_clip", "create_midi_clip"] });
+  generateAndFinish(e, "/tmp/stem.wav", rhythmMidi());
+  assert.deepEqual(e.live.song.tracks.map((t) => t.name), ["Band", "DARC", "DARC Drums"], "the empty MIDI track is gone");
+  assert.match(e.status(), /no MIDI clip: Live did not create the MIDI clip/);
+});
+
 test("the MIDI toggle off: no MIDI asked for, no MIDI track", () => {
   const d = started(arrangementSet());
   d.send("midi_out", 0);
