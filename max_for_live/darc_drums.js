@@ -682,7 +682,8 @@ function readBytes(path) {
         throw new Error("cannot open the MIDI file " + path);
     }
     var bytes = [];
-    while (!f.eof) {
+    // Max's File: `eof` is the file's length in bytes and `position` where reading is.
+    while (f.position < f.eof) {
         var chunk = f.readbytes(4096);
         if (!chunk || !chunk.length) {
             break;

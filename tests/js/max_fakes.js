@@ -293,17 +293,18 @@ function makePatcher(patcher, dialValues, stored) {
 // Max's File (read mode, bytes) and Folder (count of entries), over the real file system, with
 // spec.folders standing in for folders the test does not create ({path: [names]}).
 function makeFileClasses(spec) {
+  // Max's File: `eof` is the length in bytes (not a flag), `position` the read position.
   function File(p, mode) {
     this.isopen = false;
-    this.eof = true;
-    try { this._data = fs.readFileSync(p); this.isopen = true; this._pos = 0; this.eof = this._data.length === 0; }
+    this.position = 0;
+    this.eof = 0;
+    try { this._data = fs.readFileSync(p); this.isopen = true; this.eof = this._data.length; }
     catch (e) { this._data = null; }
   }
   File.prototype.readbytes = function (n) {
     if (!this._data) return [];
-    const out = Array.from(this._data.subarray(this._pos, this._pos + n));
-    this._pos += out.length;
-    this.eof = this._pos >= this._data.length;
+    const out = Array.from(this._data.subarray(this.position, this.position + n));
+    this.position += out.length;
     return out;
   };
   File.prototype.close = function () { this.isopen = false; };
