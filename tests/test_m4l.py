@@ -235,3 +235,27 @@ def test_javascript_stays_within_what_max_js_runs(js_source):
     for pattern, what in [(r"\blet\s", "let"), (r"\bconst\s", "const"), (r"=>", "arrow functions"),
                           (r"`", "template strings"), (r"\bclass\s", "classes"), (r"\brequire\(", "require")]:
         assert not re.search(pattern, code), f"darc_drums.js uses {what}, which Max's js object does not run"
+
+
+def test_the_device_reads_the_midi_files_the_daemon_writes(tmp_path):
+    """The daemon's own MIDI writer (mido) against the device's reader, under node: every hit comes
+    back with its GM note, time (through the file's tempo) and velocity."""
+    from darc_bridge.rhythm.features import Onset
+    from darc_bridge.rhythm.midi import velocity_of, write_midi_atomic
+
+    node = shutil.which("node")
+    assert node
+    onsets = [Onset(0.0, 0, 1.0), Onset(0.37, 2, 0.3), Onset(0.75, 1, 0.8), Onset(1.5, 0, 0.55)]
+    midi = write_midi_atomic(tmp_path / "drums ü.mid", onsets, tempo=97.0)
+    script = tmp_path / "read.js"
+    script.write_text(
+        f"const {{ loadDevice }} = require({json.dumps(str(REPO / 'tests' / 'js' / 'max_fakes.js'))});\n"
+        "const d = loadDevice({ song: { tracks: [], view: {} } });\n"
+        f"const notes = d.ctx.parseMidi(d.ctx.readBytes({json.dumps(str(midi))}));\n"
+        "process.stdout.write(JSON.stringify(notes));\n", encoding="utf-8")
+    out = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=60, check=True).stdout
+    notes = json.loads(out)
+    assert [n["pitch"] for n in notes] == [36, 42, 38, 36]
+    assert [n["velocity"] for n in notes] == [velocity_of(o.strength) for o in onsets]
+    assert [n["sec"] for n in notes] == pytest.approx([o.time for o in onsets], abs=1.5e-3)  # tick rounding
+    assert all(n["dur"] > 0 for n in notes)

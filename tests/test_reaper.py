@@ -631,3 +631,24 @@ def test_generate_against_the_real_daemon_through_the_real_client(tmp_path):
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
+
+
+def test_read_midi_reads_the_files_the_daemon_writes(tmp_path):
+    from darc_bridge.rhythm.features import Onset
+    from darc_bridge.rhythm.midi import velocity_of, write_midi_atomic
+
+    onsets = [Onset(0.0, 0, 1.0), Onset(0.37, 2, 0.3), Onset(0.75, 1, 0.8), Onset(1.5, 0, 0.55)]
+    midi = write_midi_atomic(tmp_path / "drums ü.mid", onsets, tempo=97.0)
+    driver = tmp_path / "midi.lua"
+    driver.write_text(
+        f"reaper = {{}}\nlocal darc = dofile({lua_value(str(SCRIPTS / 'darc_common.lua'))})\n"
+        f"local notes = assert(darc.read_midi({lua_value(str(midi))}))\n"
+        "for _, n in ipairs(notes) do io.write(string.format('%d %.6f %d %.6f\\n', n.pitch, n.sec, n.velocity, n.dur)) end\n"
+        "io.write(tostring(darc.read_midi('" + str(tmp_path / "missing.mid") + "')))\n", encoding="utf-8")
+    out = subprocess.run([LUA, str(driver)], capture_output=True, text=True, timeout=30, check=True).stdout.split("\n")
+    rows = [line.split() for line in out[:-1]]
+    assert [int(r[0]) for r in rows] == [36, 42, 38, 36]
+    assert [int(r[2]) for r in rows] == [velocity_of(o.strength) for o in onsets]
+    assert [float(r[1]) for r in rows] == pytest.approx([o.time for o in onsets], abs=1.5e-3)
+    assert all(float(r[3]) > 0 for r in rows)
+    assert out[-1] == "nil", "a missing file is refused, not a crash"

@@ -515,7 +515,7 @@ end
 -- The folder of the project's .rpp file (GetProjectPath is the *recording* path, which may be
 -- elsewhere), or nil for a project that was never saved.
 function M.project_folder()
-  local _, file = reaper.EnumProjects(-1, "")
+  local _, file = reaper.EnumProjects(-1)
   if not file or file == "" then
     return nil
   end
