@@ -47,7 +47,7 @@ local function choose_kit(settings)
         names[#names + 1] = name
         -- a leading menu control character (! # < >) would be read as a flag: pad it
         items[#items + 1] = (name == settings.kit and "!" or "") .. (name:match("^[!#<>]") and " " or "")
-          .. name .. " (" .. tostring(kit.format or "?") .. ")"
+          .. name .. (kit.format and " (" .. tostring(kit.format) .. ")" or "")
       end
     end
     gfx.init("DARC: kit", 0, 0)
