@@ -291,7 +291,6 @@ def test_the_devices_request_is_served_by_the_real_daemon_and_its_reply_inserted
     import socket
 
     from pythonosc.osc_packet import OscPacket
-
     from server_support import make_daemon, write_mix, write_prompt
 
     node = shutil.which("node")
