@@ -1,10 +1,11 @@
 -- @noindex
 -- darc_common.lua: shared by the DARC ReaScripts (settings, quoting, launching the client in the
--- background, reading its status file, rendering with the user's settings restored, inserting).
+-- background, reading its status file, rendering with the user's settings restored, reading MIDI
+-- files, inserting).
 --
 -- REAPER's Lua has no sockets, so the scripts run `darc-bridge client ... --wait --status-file F`
--- in the background (reaper.ExecProcess(cmd, -1) returns at once) and poll F from reaper.defer:
--- REAPER never waits on the daemon.
+-- in the background (through a launcher script that ExecProcess starts without waiting, and that
+-- records the client's exit code) and poll F from reaper.defer: REAPER never waits on the daemon.
 
 local M = {}
 
