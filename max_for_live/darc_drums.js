@@ -313,9 +313,11 @@ function regionFromSelectedClip() {
         throw new Error("the selected clip's region is empty");
     }
     var beatsPerSecond = tempo / 60.0;
+    // Where the region's (clamped) ends fall in clip time: the stem's warp map starts there.
+    var startBeat = warped ? interpolate(map, start, "sec", "beat") : loopStart;
     var region = {
         mix: file, start: start, end: end, name: String(first(clip.get("name")) || ""),
-        warp: warped ? stemWarp(map, loopStart, interpolate(map, end, "sec", "beat"), start, end) : null
+        warp: warped ? stemWarp(map, startBeat, interpolate(map, end, "sec", "beat"), start, end) : null
     };
     region.lengthBeats = warped ? region.warp[region.warp.length - 1].beat : (end - start) * beatsPerSecond;
     var slot = /^live_set tracks (\d+) clip_slots (\d+) clip$/.exec(pathOf(clip));
@@ -333,7 +335,8 @@ function regionFromSelectedClip() {
             offset = startMarker <= loopStart + 1e-9 ? loopStart - startMarker : loopEnd - startMarker;
         }
         region.view = "arrangement";
-        region.position = num(clip, "start_time") + (warped ? offset : offset * beatsPerSecond);
+        region.position = num(clip, "start_time") + (warped ? offset + startBeat - loopStart
+            : offset * beatsPerSecond + (start - loopStart) * beatsPerSecond);
     }
     region.outDir = projectFolderFor(file);
     return region;
