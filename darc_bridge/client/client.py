@@ -123,7 +123,9 @@ class DarcClient:
                 data, _ = self.sock.recvfrom(65535)
             except TimeoutError:
                 return None
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, ConnectionResetError):
+                # A send that hit a closed port: Linux reports ConnectionRefusedError, Windows
+                # ConnectionResetError (WinError 10054). Either way: no reply yet, keep waiting.
                 continue
             try:
                 msg = OscPacket(data).messages[0].message

@@ -20,7 +20,7 @@ from darc_bridge.errors import InputError
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2] / "max_for_live"
-SOURCE = ROOT / "src" / "darc_drums.maxpat"
+SOURCE = ROOT / "darc_drums.maxpat"
 DEVICE = ROOT / "DARC Drums.amxd"
 
 DEVICE_TYPES = {"audio_effect": b"aaaa", "midi_effect": b"mmmm", "instrument": b"iiii"}

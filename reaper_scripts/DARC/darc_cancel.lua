@@ -1,6 +1,6 @@
 -- @noindex
 -- @description DARC: Cancel generation
--- @version 0.1.0
+-- @version 0.2.0
 -- @author darc-bridge
 -- @about
 --   Asks the daemon to cancel the running DARC job; the generate script then reports it cancelled.
@@ -17,7 +17,12 @@ local function main()
   if not settings then
     return darc.error(err)
   end
-  darc.launch(darc.client_argv(settings, { "cancel", job_id }), job_id .. "-cancel")
+  -- Fire and forget, minimised on Windows: the generate script's poll reports the cancellation.
+  local handle
+  handle, err = darc.launch(darc.client_argv(settings, { "cancel", job_id }), job_id .. "-cancel", { detached = true })
+  if not handle then
+    return darc.error(err)
+  end
 end
 
 main()

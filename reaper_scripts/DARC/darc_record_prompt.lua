@@ -1,6 +1,6 @@
 -- @noindex
 -- @description DARC: Record rhythm prompt
--- @version 0.1.0
+-- @version 0.2.0
 -- @author darc-bridge
 -- @about
 --   Records a rhythm prompt (beatbox, tapping) through the darc-bridge daemon's audio input, with
@@ -32,7 +32,11 @@ local function main()
   local argv = darc.client_argv(settings, { "record", "--seconds", darc.format_number(seconds),
     "--count-in", tostring(math.floor(count_in)), "--bpm", darc.format_number(reaper.Master_GetTempo()),
     "--out-dir", job_dir, "--job-id", job_id, "--wait", "--status-file", status_file })
-  local handle = darc.launch(argv, job_id)
+  local handle
+  handle, err = darc.launch(argv, job_id)
+  if not handle then
+    return darc.error(err)
+  end
   reaper.SetExtState(darc.SECTION, "active_job", job_id, false)
   darc.poll(status_file, handle, {
     on_progress = function(status)

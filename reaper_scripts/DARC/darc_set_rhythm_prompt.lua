@@ -1,6 +1,6 @@
 -- @noindex
 -- @description DARC: Set rhythm prompt from selected item
--- @version 0.1.0
+-- @version 0.2.0
 -- @author darc-bridge
 -- @about
 --   Uses the selected audio item (beatbox, tapping, a loop) as the rhythm prompt of this project.

@@ -1,6 +1,11 @@
 -- A fake `reaper` (and `gfx`) table for running the DARC ReaScripts in plain Lua 5.4.
--- It models what the scripts touch (tracks, items, takes, render settings, ext state, defer) and
--- records every call, so tests can check what a script did to the project.
+-- It models what the scripts touch (tracks, items, takes, MIDI, render settings, ext state,
+-- defer) and records every call, so tests can check what a script did to the project.
+-- Host behaviour modelled because it broke scripts (docs/daw.md):
+-- - GetProjectPath() is the *recording* path; the project's folder is that of EnumProjects' file;
+-- - RENDER_SETTINGS 128 (selected tracks via master) writes one file per selected track;
+-- - on Windows (scenario.os "Win64") ExecProcess runs its command line the Windows way, through
+--   tests/lua/fake_cmd.py (CreateProcess argument rules, cmd.exe batch-file rules).
 
 local Fake = {}
 
@@ -46,8 +51,10 @@ function Fake.install(scenario)
     messages = {}, -- ShowMessageBox texts
     console = {},
     exec = {}, -- ExecProcess command lines
+    exec_timeouts = {}, -- and their timeout argument (-1: no wait, -2: no wait, minimised)
     renders = {}, -- render settings and track mutes at the moment of each render
     gfx_text = {},
+    menus = {},
     undo = {},
     clock = 1000.0,
     queue = {},
@@ -65,7 +72,8 @@ function Fake.install(scenario)
     state.proj_ext[k] = v
   end
   for _, t in ipairs(scenario.tracks or {}) do
-    state.tracks[#state.tracks + 1] = { name = t.name, selected = t.selected or false, mute = t.mute or 0, items = {} }
+    state.tracks[#state.tracks + 1] = { name = t.name, selected = t.selected or false, mute = t.mute or 0,
+      solo = t.solo or 0, depth = 0, items = {} }
   end
   for k, v in pairs(scenario.render_numbers or {}) do
     state.render.numbers[k] = v
@@ -95,7 +103,10 @@ function Fake.install(scenario)
     local ts = scenario.time_selection or { 0, 0 }
     return ts[1], ts[2]
   end
-  function r.GetProjectPath(buf) return scenario.project_path end
+  function r.GetProjectPath(buf) return scenario.recording_path or scenario.project_path end
+  function r.EnumProjects(idx, buf)
+    return { project = 0 }, scenario.project_file or ""
+  end
   function r.RecursiveCreateDirectory(path, ignored)
     os.execute("mkdir -p '" .. path:gsub("'", "'\\''") .. "'")
     return 1
@@ -118,13 +129,23 @@ function Fake.install(scenario)
     for _, t in ipairs(state.tracks) do n = n + (t.selected and 1 or 0) end
     return n
   end
+  local TRACK_KEYS = { B_MUTE = "mute", I_SOLO = "solo", I_FOLDERDEPTH = "depth" }
   function r.GetMediaTrackInfo_Value(track, key)
-    if key == "B_MUTE" then return track.mute end
-    return 0
+    return TRACK_KEYS[key] and track[TRACK_KEYS[key]] or 0
   end
   function r.SetMediaTrackInfo_Value(track, key, value)
-    if key == "B_MUTE" then track.mute = value end
+    if TRACK_KEYS[key] then track[TRACK_KEYS[key]] = value end
     return true
+  end
+  function r.GetSelectedTrack(proj, i)
+    local n = 0
+    for _, t in ipairs(state.tracks) do
+      if t.selected then
+        if n == i then return t end
+        n = n + 1
+      end
+    end
+    return nil
   end
   function r.GetSetMediaTrackInfo_String(track, key, value, set)
     if key ~= "P_NAME" then return false, "" end
@@ -132,7 +153,8 @@ function Fake.install(scenario)
     return true, track.name
   end
   function r.InsertTrackAtIndex(index, defaults)
-    table.insert(state.tracks, index + 1, { name = "", selected = false, mute = 0, items = {}, inserted = true })
+    table.insert(state.tracks, index + 1, { name = "", selected = false, mute = 0, solo = 0, depth = 0, items = {},
+      inserted = true })
   end
   function r.SetOnlyTrackSelected(track)
     for _, t in ipairs(state.tracks) do t.selected = (t == track) end
@@ -157,6 +179,26 @@ function Fake.install(scenario)
     if set then take.name = value end
     return true, take.name or ""
   end
+  -- MIDI: an item's take counts PPQ (960 per quarter note) from the item's start at the tempo.
+  function r.CreateNewMIDIItemInProj(track, start, finish, qn)
+    local item = { track = track, info = { D_POSITION = start, D_LENGTH = finish - start } }
+    item.take = { item = item, info = { D_STARTOFFS = 0, D_PLAYRATE = 1 }, name = "", midi = true, notes = {},
+      sorted = false }
+    track.items[#track.items + 1] = item
+    return item
+  end
+  function r.MIDI_GetPPQPosFromProjTime(take, t)
+    return (t - take.item.info.D_POSITION) * (scenario.tempo or 120) / 60 * 960
+  end
+  function r.MIDI_InsertNote(take, selected, muted, on, off, chan, pitch, vel, nosort)
+    take.notes[#take.notes + 1] = { on = on, off = off, chan = chan, pitch = pitch, vel = vel, muted = muted }
+    take.sorted = false
+    return true
+  end
+  function r.MIDI_Sort(take)
+    table.sort(take.notes, function(a, b) return a.on < b.on end)
+    take.sorted = true
+  end
   function r.CountSelectedMediaItems(proj) return #state.selected_items end
   function r.GetSelectedMediaItem(proj, i) return state.selected_items[i + 1] end
   function r.GetActiveTake(item) return item.take end
@@ -176,33 +218,62 @@ function Fake.install(scenario)
     if set then state.render.strings[key] = value end
     return true, state.render.strings[key] or ""
   end
-  -- Render: note the settings in force, then write the file the settings name.
+  -- Render: note the settings in force (and which tracks are heard), then write the file(s) the
+  -- settings name: one mix, or with 128 (selected tracks via master) one file per selected track,
+  -- numbered when there are several, as REAPER does.
   function r.Main_OnCommand(command, flag)
     if command ~= 42230 then return end
-    local snap = { numbers = {}, strings = {}, mutes = {} }
+    local snap = { numbers = {}, strings = {}, mutes = {}, solos = {}, audible = {} }
     for k, v in pairs(state.render.numbers) do snap.numbers[k] = v end
     for k, v in pairs(state.render.strings) do snap.strings[k] = v end
-    for _, t in ipairs(state.tracks) do snap.mutes[t.name] = t.mute end
-    local out = state.render.strings.RENDER_FILE .. "/" .. state.render.strings.RENDER_PATTERN .. ".wav"
-    snap.output = out
+    local any_solo = false
+    for _, t in ipairs(state.tracks) do any_solo = any_solo or t.solo > 0 end
+    for _, t in ipairs(state.tracks) do
+      snap.mutes[t.name] = t.mute
+      snap.solos[t.name] = t.solo
+      if t.mute == 0 and (not any_solo or t.solo > 0) then snap.audible[#snap.audible + 1] = t.name end
+    end
+    local base = state.render.strings.RENDER_FILE .. "/" .. state.render.strings.RENDER_PATTERN
+    snap.output = base .. ".wav"
+    snap.files = {}
     state.renders[#state.renders + 1] = snap
     if scenario.render_fails then return end
     local source = scenario.render_source
     if state.render.numbers.RENDER_SETTINGS == 32 then source = state.selected_items[1].take.source.file end
-    copy_file(source, out)
+    if state.render.numbers.RENDER_SETTINGS == 128 then
+      local selected = {}
+      for _, t in ipairs(state.tracks) do if t.selected then selected[#selected + 1] = t end end
+      for i, t in ipairs(selected) do
+        local out = #selected == 1 and base .. ".wav" or string.format("%s-%03d.wav", base, i)
+        copy_file(source, out)
+        snap.files[#snap.files + 1] = out
+      end
+      return
+    end
+    copy_file(source, snap.output)
+    snap.files[1] = snap.output
   end
-  -- ExecProcess(cmd, -1) returns at once; here it runs `cmd` in the background (or in the
-  -- foreground when the scenario asks, so a fake client finishes before the first poll).
+  -- ExecProcess(cmd, -1 or -2) returns at once; here it runs `cmd` in the background (or in the
+  -- foreground when the scenario asks, so a fake client finishes before the first poll). On
+  -- Windows the command line goes through the emulation of CreateProcess and cmd.exe.
   function r.ExecProcess(cmd, timeout)
     state.exec[#state.exec + 1] = cmd
+    state.exec_timeouts[#state.exec_timeouts + 1] = timeout
+    local run = cmd
+    if (scenario.os or ""):match("^Win") then
+      local line_file = os.tmpname()
+      local f = assert(io.open(line_file, "wb"))
+      f:write(cmd)
+      f:close()
+      run = string.format("'%s' '%s' --exec '%s'", scenario.python, scenario.cmd_emulator, line_file)
+    end
     if scenario.exec_foreground then
-      os.execute(cmd)
+      os.execute(run)
     else
-      os.execute(cmd .. " &")
+      os.execute(run .. " &")
     end
     return ""
   end
-
   -- Record the name of every call, in order.
   local recorded = {}
   for name, fn in pairs(r) do
@@ -222,6 +293,11 @@ function Fake.install(scenario)
   function g.rect() end
   function g.update() end
   function g.drawstr(text) state.gfx_text[#state.gfx_text + 1] = text end
+  g.mouse_x, g.mouse_y = 0, 0
+  function g.showmenu(items)
+    state.menus[#state.menus + 1] = items
+    return scenario.menu_choice or 0
+  end
   _G.gfx = g
   return state
 end
@@ -273,12 +349,16 @@ function Fake.report()
     local items = {}
     for j, it in ipairs(t.items) do
       items[j] = { position = it.info.D_POSITION, length = it.info.D_LENGTH,
-        take_name = it.take and it.take.name or "", file = it.take and it.take.source and it.take.source.file or "" }
+        take_name = it.take and it.take.name or "", file = it.take and it.take.source and it.take.source.file or "",
+        midi = it.take and it.take.midi or false, notes = it.take and it.take.notes or {},
+        sorted = it.take and it.take.sorted or false }
     end
-    tracks[i] = { name = t.name, mute = t.mute, selected = t.selected, inserted = t.inserted or false, items = items }
+    tracks[i] = { name = t.name, mute = t.mute, solo = t.solo, depth = t.depth, selected = t.selected,
+      inserted = t.inserted or false, items = items }
   end
   return encode({
-    tracks = tracks, messages = s.messages, console = s.console, exec = s.exec, renders = s.renders,
+    tracks = tracks, messages = s.messages, console = s.console, exec = s.exec, exec_timeouts = s.exec_timeouts,
+    menus = s.menus, renders = s.renders,
     render = s.render, ext = s.ext, proj_ext = s.proj_ext, undo = s.undo, log = s.log,
     gfx_text = s.gfx_text, defer_rounds = s.defer_rounds, defer_left = s.defer_left, error = s.error,
   })

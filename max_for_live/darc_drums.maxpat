@@ -171,7 +171,7 @@
         "on"
        ],
        "parameter_mmax": 1,
-       "parameter_invisible": 0
+       "parameter_invisible": 2
       }
      },
      "mode": 0
@@ -213,7 +213,7 @@
         "on"
        ],
        "parameter_mmax": 1,
-       "parameter_invisible": 0
+       "parameter_invisible": 2
       }
      },
      "mode": 0
@@ -700,7 +700,7 @@
      "presentation": 1,
      "presentation_rect": [
       4,
-      112,
+      150,
       220,
       18
      ],
@@ -784,6 +784,254 @@
      ],
      "text": "sfrecord~ 2",
      "varname": "recorder"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-prompt-track-store",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      600,
+      220,
+      150,
+      22
+     ],
+     "text": "pattr prompt_track_store",
+     "varname": "prompt_track_store",
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Prompt track store",
+       "parameter_shortname": "prompt_track_store",
+       "parameter_type": 3,
+       "parameter_invisible": 1
+      }
+     }
+    }
+   },
+   {
+    "box": {
+     "id": "obj-kit-store",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      600,
+      300,
+      150,
+      22
+     ],
+     "text": "pattr kit_store",
+     "varname": "kit_store",
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Kit store",
+       "parameter_shortname": "kit_store",
+       "parameter_type": 3,
+       "parameter_invisible": 1
+      }
+     }
+    }
+   },
+   {
+    "box": {
+     "id": "obj-kit",
+     "maxclass": "live.menu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      460,
+      300,
+      100,
+      15
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      4,
+      130,
+      100,
+      16
+     ],
+     "varname": "kit",
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Kit",
+       "parameter_shortname": "Kit",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "(daemon default)"
+       ],
+       "parameter_mmax": 0,
+       "parameter_invisible": 1
+      }
+     }
+    }
+   },
+   {
+    "box": {
+     "id": "obj-prepend-kit",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      460,
+      330,
+      120,
+      22
+     ],
+     "text": "prepend kit"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-out",
+     "maxclass": "live.text",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20,
+      380,
+      60,
+      20
+     ],
+     "text": "MIDI",
+     "texton": "MIDI",
+     "presentation": 1,
+     "presentation_rect": [
+      108,
+      130,
+      52,
+      16
+     ],
+     "varname": "midi_out",
+     "parameter_enable": 1,
+     "mode": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "MIDI track",
+       "parameter_shortname": "MIDI",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "off",
+        "on"
+       ],
+       "parameter_mmax": 1,
+       "parameter_initial": [
+        1
+       ],
+       "parameter_initial_enable": 1,
+       "parameter_invisible": 1
+      }
+     }
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-out-prepend",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      20,
+      410,
+      120,
+      22
+     ],
+     "text": "prepend midi_out"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-split-stems",
+     "maxclass": "live.text",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      100,
+      380,
+      60,
+      20
+     ],
+     "text": "Split",
+     "texton": "Split",
+     "presentation": 1,
+     "presentation_rect": [
+      164,
+      130,
+      52,
+      16
+     ],
+     "varname": "split_stems",
+     "parameter_enable": 1,
+     "mode": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Split stems",
+       "parameter_shortname": "Split",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "off",
+        "on"
+       ],
+       "parameter_mmax": 1,
+       "parameter_initial": [
+        0
+       ],
+       "parameter_initial_enable": 1,
+       "parameter_invisible": 1
+      }
+     }
+    }
+   },
+   {
+    "box": {
+     "id": "obj-split-stems-prepend",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      100,
+      410,
+      120,
+      22
+     ],
+     "text": "prepend split_stems"
     }
    }
   ],
@@ -1087,6 +1335,78 @@
       0
      ]
     }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-kit",
+      0
+     ],
+     "destination": [
+      "obj-prepend-kit",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-prepend-kit",
+      0
+     ],
+     "destination": [
+      "obj-js",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-midi-out",
+      0
+     ],
+     "destination": [
+      "obj-midi-out-prepend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-midi-out-prepend",
+      0
+     ],
+     "destination": [
+      "obj-js",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-split-stems",
+      0
+     ],
+     "destination": [
+      "obj-split-stems-prepend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-split-stems-prepend",
+      0
+     ],
+     "destination": [
+      "obj-js",
+      0
+     ]
+    }
    }
   ],
   "parameters": {
@@ -1135,12 +1455,37 @@
     "Prompt",
     0
    ],
-   "inherited_shortname": 1
+   "inherited_shortname": 1,
+   "obj-prompt-track-store": [
+    "Prompt track store",
+    "prompt_track_store",
+    0
+   ],
+   "obj-kit-store": [
+    "Kit store",
+    "kit_store",
+    0
+   ],
+   "obj-kit": [
+    "Kit",
+    "Kit",
+    0
+   ],
+   "obj-midi-out": [
+    "MIDI track",
+    "MIDI",
+    0
+   ],
+   "obj-split-stems": [
+    "Split stems",
+    "Split",
+    0
+   ]
   },
   "dependency_cache": [
    {
     "name": "darc_drums.js",
-    "patcherrelativepath": "./src",
+    "patcherrelativepath": ".",
     "type": "TEXT",
     "implicit": 1
    }
