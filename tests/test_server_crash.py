@@ -112,3 +112,15 @@ def test_restart_adopts_only_its_own_files_and_never_fails_to_start(server_daemo
     assert sorted(p.name for p in d.output_dir.iterdir()) == ["drums-finished.wav", "drums-foreign.wav",
                                                                "drums-garbage.wav"]
     assert sf.read(str(foreign))[0].shape[0] > 0  # B's stem is intact
+
+
+def test_kill_9_again_and_again_loses_nothing_and_leaves_nothing():
+    """The soak benchmark's run, small: clients at once, SIGKILL at whatever moment the jobs are at
+    (the write phase included), restart on the same journal: every job ends exactly once."""
+    from darc_bridge.bench.server import soak
+
+    result = soak(jobs=40, clients=4, kill_every=9, mix_s=0.3, time_limit_s=240)
+    assert result["kills"] >= 2
+    assert result["lost"] == 0 and result["duplicates"] == 0 and result["leftover_temp"] == 0, result
+    assert result["other_errors"] == 0, result
+    assert result["done"] + result["interrupted"] == 40
