@@ -274,6 +274,6 @@ def cases() -> list[BenchRow]:
     return [
         run_isolated("server", f"osc ping x{PINGS} (loopback)", "darc_bridge.bench.server:ping_latency"),
         run_isolated("server", f"job overhead, kit, {MIX_S:.0f}s mix x{JOBS}", "darc_bridge.bench.server:job_overhead"),
-        run_isolated("server", f"soak, kit, {SOAK_JOBS} jobs, {SOAK_CLIENTS} clients, kill -9",
+        run_isolated("server", f"soak x{SOAK_JOBS}, {SOAK_CLIENTS} clients, kill -9",
                      "darc_bridge.bench.server:soak", timeout=1200),
     ]

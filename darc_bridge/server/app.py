@@ -310,7 +310,7 @@ class DarcServer:
             task = worker.remove_queued(job_id)
             if task is not None:
                 message = "the job was cancelled before it started"
-                self.runner._record_error(job_id, "cancelled", "cancelled", message)
+                self.runner.record_error(job_id, "cancelled", "cancelled", message)
                 self._notify(job_id, "/darc/error", (job_id, "cancelled", message))
                 self._replies.pop(job_id, None)
                 self.send(reply, "/darc/status", *self.status_args(job_id), budget=budget)

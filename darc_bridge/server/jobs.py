@@ -146,13 +146,13 @@ class JobRunner:
         except JournalError as exc:
             log.error("job %s finished but %s", job_id, exc)
             message = f"{exc}; the files were written: {args[1]}"
-            self._record_error(job_id, "error", exc.code, message)
+            self.record_error(job_id, "error", exc.code, message)
             self.notify(job_id, "/darc/error", (job_id, exc.code, message))
         else:
             self.notify(job_id, address, args)
         self.on_finished(job_id)
 
-    def _record_error(self, job_id: str, state: str, code: str, message: str) -> None:
+    def record_error(self, job_id: str, state: str, code: str, message: str) -> None:
         try:
             self.journal.update(job_id, state=state, error_code=code, error_message=message)
         except JournalError as exc:  # kept in memory: /darc/status still tells the truth
@@ -192,7 +192,7 @@ class JobRunner:
             code, message = "interrupted", "the daemon stopped during this job"
         state = "cancelled" if code == "cancelled" else "error"
         log.info("job %s %s: %s: %s", job_id, state, code, message)
-        self._record_error(job_id, state, code, message)
+        self.record_error(job_id, state, code, message)
         self.notify(job_id, "/darc/error", (job_id, code, message))
         self.on_finished(job_id)
 
