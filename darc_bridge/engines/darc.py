@@ -173,7 +173,7 @@ class DarcEngine(Engine):
                                "window_s": cfg.window_s, "overlap_s": cfg.overlap_s})
         if opts["window_s"] > cfg.window_s:
             raise InputError(f"window_s {opts['window_s']:g} is longer than this model's window ({cfg.window_s:g}s)")
-        seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
+        seed = params.seed if params.seed is not None else secrets.randbelow(2**31)  # sendable back as an OSC int32
         t0 = time.perf_counter()
 
         beat_grid, beat = None, None
