@@ -216,6 +216,8 @@ class JobRunner:
 
     def _recover_one(self, rec: JobRecord) -> bool:
         if rec.kind == "record":
+            if rec.state == "running" and self._adopt(rec):  # killed just after the take was written
+                return False
             self._remove_own(rec)
             self._give_up(rec, "the daemon stopped during this recording; record again")
             return False
