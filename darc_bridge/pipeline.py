@@ -113,8 +113,12 @@ def write_outputs(result: GenerationResult, files: dict[str, tuple[OutputFolder,
     """Write a result's outputs (`files`: role -> (folder, base, suffix)) all together or none.
 
     Everything that can fail before a file appears (NaN audio, no rhythm for the MIDI) is checked
-    first. Roles: "stem", "midi" (more, such as per-piece stems, slot in as further roles)."""
+    first. Roles: "stem", "midi", and a piece name ("kick"...) for each of `result.pieces` asked for
+    (e.g. files["kick"] = (folder, base, ".kick.wav")): all are committed as one set."""
     writers = {"stem": lambda: _wav_writer(result.stem, result.sample_rate)}
+    # Per-piece stems (issue 14: GenerationResult.pieces) are further roles named by their piece.
+    for piece, samples in (getattr(result, "pieces", None) or {}).items():
+        writers[piece] = lambda s=samples: _wav_writer(s, result.sample_rate)
     if "midi" in files:
         if result.rhythm is None:
             raise InputError("no rhythm to write as MIDI: this engine followed none (the darc engine needs a "

@@ -289,6 +289,14 @@ def test_tokens_come_from_a_file_or_the_environment_and_blank_ones_are_refused(t
     assert read_token("given", None, {"DARC_BRIDGE_TOKEN": TOKEN}) == "given"
     with pytest.raises(ConfigError, match="token file"):
         read_token(None, str(tmp_path / "missing"), {})
+    import argparse
+
+    from darc_bridge.cli import serve as serve_cmd
+
+    parser = argparse.ArgumentParser()
+    serve_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--state-dir", str(tmp_path / "s"), "--token-file", str(f)])
+    assert serve_cmd.config_from_args(args).token == TOKEN
 
 
 def test_replies_to_one_request_are_capped_in_bytes(make_server):
@@ -378,3 +386,19 @@ def test_finished_jobs_older_than_the_setting_are_pruned_at_start(make_server, t
     journal.close()
     server, port = make_server(name="p", keep_days=7)
     assert server.journal.get("old-done") is None and server.journal.get("new-done") is not None
+
+
+def test_further_outputs_join_the_same_all_or_none_commit(tmp_path):
+    """The commit takes any set of roles: per-piece stems (issue 14) are one more entry each."""
+    from darc_bridge.pipeline import write_outputs
+
+    stem = np.zeros((1, 800), np.float32)
+    result = GenerationResult(stem, 8000)
+    result.pieces = {"kick": stem, "snare": np.full((1, 800), np.nan, np.float32)}  # the snare cannot be written
+    with OutputFolder.open(tmp_path) as folder:
+        files = {"stem": (folder, "take", ".wav"), "kick": (folder, "take", ".kick.wav")}
+        paths = write_outputs(result, files, "t4", numbered=True)
+        assert sorted(p.name for p in paths.values()) == ["take.kick.wav", "take.wav"]
+        with pytest.raises(OutputError, match="NaN"):
+            write_outputs(result, {**files, "snare": (folder, "take", ".snare.wav")}, "t5", numbered=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.kick.wav", "take.wav"]  # nothing of the second
