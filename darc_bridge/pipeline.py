@@ -1,20 +1,33 @@
 """One generation job from files to files: the path shared by the CLI and the daemon.
 
-Validate everything first (inputs, outputs, parameters), then run the engine, then write the
-stem and the MIDI under temporary names and rename, so a failure leaves no partial output.
+Validate everything first (inputs, outputs, parameters), then run the engine, then check that
+every output can be made, then write them all together (darc_bridge.outputs): a failure leaves
+no partial output and no orphan stem.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from darc_bridge.audio import Audio, AudioLimits, load_audio, write_wav_atomic
+import numpy as np
+import soundfile as sf
+
+from darc_bridge.audio import Audio, AudioLimits, load_audio
 from darc_bridge.audio.io import check_output_path
-from darc_bridge.engines import CancelToken, Engine, GenerationParams, ProgressCallback, no_progress
-from darc_bridge.errors import InputError
+from darc_bridge.engines import (
+    CancelToken,
+    Engine,
+    GenerationParams,
+    GenerationResult,
+    ProgressCallback,
+    no_progress,
+)
+from darc_bridge.errors import InputError, OutputError
+from darc_bridge.outputs import OutputFile, OutputFolder, Planned, commit_outputs
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +41,7 @@ class JobOutputs:
     duration: float
     sample_rate: int
     info: dict
+    files: dict[str, Path] = field(default_factory=dict)  # every output by role ("stem", "midi", ...)
 
 
 def load_inputs(
@@ -56,11 +70,70 @@ def load_inputs(
     return mix, prompt
 
 
+@dataclass
+class OutputPlan:
+    """Where the daemon puts a job's outputs: one open folder, one base name for all of them
+    (numbered together on a clash), a tag unique to this attempt for its temporary names, and a
+    callback that journals each file's identity before it appears (crash recovery proves with it
+    which files are its own)."""
+
+    folder: OutputFolder
+    name: str
+    midi: bool
+    tag: str
+    on_planned: Planned | None = None
+    midi_optional: bool = True  # an engine that followed no rhythm (DARC without a prompt): no MIDI
+
+
+def _wav_writer(samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT"):
+    data = np.asarray(samples, dtype=np.float32)
+    data = data.T if data.ndim == 2 else data
+    if not np.all(np.isfinite(data)):
+        raise OutputError("refusing to write audio holding NaN or infinity")
+    return lambda fh: sf.write(fh, data, int(sample_rate), subtype=subtype, format="WAV")
+
+
+def _midi_writer(result: GenerationResult):
+    from darc_bridge.rhythm.midi import onsets_to_midi
+
+    onsets = result.rhythm.onsets
+    tempo = result.beat_grid.tempo if result.beat_grid is not None else 120.0
+    midi = onsets_to_midi(onsets, tempo=tempo, n_classes=max([o.cls + 1 for o in onsets] + [3]))
+    return lambda fh: midi.save(file=fh)
+
+
+def _split(path: Path) -> tuple[str, str]:
+    """A file name as (base, suffix): 'take.wav' -> ('take', '.wav')."""
+    return (path.stem, path.suffix) if path.suffix else (path.name, "")
+
+
+def write_outputs(result: GenerationResult, files: dict[str, tuple[OutputFolder, str, str]], tag: str, *,
+                  overwrite: bool = False, numbered: bool = False, on_planned: Planned | None = None
+                  ) -> dict[str, Path]:
+    """Write a result's outputs (`files`: role -> (folder, base, suffix)) all together or none.
+
+    Everything that can fail before a file appears (NaN audio, no rhythm for the MIDI) is checked
+    first. Roles: "stem", "midi", and a piece name ("kick"...) for each of `result.pieces` asked for
+    (e.g. files["kick"] = (folder, base, ".kick.wav")): all are committed as one set."""
+    writers = {"stem": lambda: _wav_writer(result.stem, result.sample_rate)}
+    # Per-piece stems (issue 14: GenerationResult.pieces) are further roles named by their piece.
+    for piece, samples in (getattr(result, "pieces", None) or {}).items():
+        writers[piece] = lambda s=samples: _wav_writer(s, result.sample_rate)
+    if "midi" in files:
+        if result.rhythm is None:
+            raise InputError("no rhythm to write as MIDI: this engine followed none (the darc engine needs a "
+                             "prompt for that); give a prompt or ask for no MIDI")
+        writers["midi"] = lambda: _midi_writer(result)
+    planned = [OutputFile(role, folder, base, suffix, writers[role]()) for role, (folder, base, suffix) in
+               files.items()]
+    return commit_outputs(planned, tag, overwrite=overwrite, numbered=numbered, on_planned=on_planned)
+
+
 def run_job(
     engine: Engine,
     mix_path: str | os.PathLike,
     prompt_path: str | os.PathLike | None,
-    out_path: str | os.PathLike,
+    out_path: str | os.PathLike | None,
     params: GenerationParams,
     *,
     midi_path: str | os.PathLike | None = None,
@@ -70,25 +143,42 @@ def run_job(
     overwrite: bool = True,
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
+    plan: OutputPlan | None = None,
 ) -> JobOutputs:
-    """Generate a drum stem for a region of `mix_path` following `prompt_path`; write it atomically."""
+    """Generate a drum stem for a region of `mix_path` following `prompt_path`; write the stem (and
+    MIDI) together or not at all: to `out_path`/`midi_path` (the CLI), or as `plan` says (the daemon)."""
     params.validate()
-    out = check_output_path(out_path, overwrite=overwrite)
-    midi = check_output_path(midi_path, overwrite=overwrite) if midi_path else None
-    progress("load", 0.0)
-    mix, prompt = load_inputs(mix_path, prompt_path, start, end, limits)
-    progress("load", 1.0)
-    result = engine.generate(mix, prompt, params, progress=progress, cancel=cancel)
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    progress("write", 0.0)
-    stem_path = write_wav_atomic(out, result.stem, result.sample_rate, overwrite=overwrite)
-    if midi is not None:
-        from darc_bridge.rhythm.midi import write_midi_atomic
-
-        if result.rhythm is None:
-            raise InputError("no rhythm to write as MIDI (the engine reported none)")
-        tempo = result.beat_grid.tempo if result.beat_grid is not None else 120.0
-        write_midi_atomic(midi, result.rhythm.onsets, tempo=tempo, overwrite=overwrite)
+    folders: list[OutputFolder] = []
+    try:
+        if plan is not None:
+            files = {"stem": (plan.folder, plan.name, ".wav")}
+            if plan.midi:
+                files["midi"] = (plan.folder, plan.name, ".mid")
+        else:
+            if out_path is None:
+                raise OutputError("no output path given")
+            files = {}
+            for role, path in (("stem", out_path), ("midi", midi_path)):
+                if path:
+                    p = check_output_path(path, overwrite=overwrite)
+                    folders.append(OutputFolder.open(p.parent.resolve()))
+                    files[role] = (folders[-1], *_split(p))
+        progress("load", 0.0)
+        mix, prompt = load_inputs(mix_path, prompt_path, start, end, limits)
+        progress("load", 1.0)
+        result = engine.generate(mix, prompt, params, progress=progress, cancel=cancel)
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        if plan is not None and plan.midi_optional and result.rhythm is None and "midi" in files:
+            log.info("the engine followed no rhythm: no MIDI file is written")
+            del files["midi"]
+        progress("write", 0.0)
+        written = write_outputs(result, files, plan.tag if plan else secrets.token_hex(8),
+                                overwrite=overwrite and plan is None, numbered=plan is not None,
+                                on_planned=plan.on_planned if plan else None)
+    finally:
+        for f in folders:
+            f.close()
     progress("write", 1.0)
-    return JobOutputs(stem_path, midi, result.duration, result.sample_rate, result.info)
+    return JobOutputs(written["stem"], written.get("midi"), result.duration, result.sample_rate, result.info,
+                      written)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from server_support import write_mix
 
@@ -101,6 +103,80 @@ def fuzz_packets(rng: np.random.Generator, mix: str, outside: Path, allowed: Pat
     valid = message("/darc/generate", "fz-cut", 9, mix + ".missing", "", "temperature", 0.5)
     packets += [valid[:n] for n in range(1, len(valid))]
     return packets
+
+
+def attack_packets(tmp: Path, mix: str, allowed: Path, daemon_port: int, reply_port: int) -> list[bytes]:
+    """Issue 13's attacks: replies and pings aimed back at the daemon, and paths that are not files.
+
+    Requests name `reply_port` (the test's socket), so every error they cause is seen by the test."""
+    packets = []
+    for _ in range(50):  # a reply loop with itself, and replies sent to a daemon
+        packets += [message("/darc/ping", daemon_port), message("/darc/get", daemon_port),
+                    message("/darc/status", "loop", daemon_port), message("/darc/pong", "0", "kit", "cpu", 1, 0, 1),
+                    message("/darc/error", "", "unknown_address", "x"),
+                    message("/darc/status", "loop", "unknown", 0.0, "", "", "", ""),
+                    message("/darc/bogus", daemon_port)]
+    fifo = tmp / "fifo.wav"
+    os.mkfifo(fifo)
+    loop = tmp / "loop.wav"
+    os.symlink(loop, loop)
+    bomb = tmp / "bomb.wav"
+    size = 300 * 1024 * 1024
+    with open(bomb, "wb") as fh:  # 1,024 channels at 8 bits: a sparse file decoding to 1.2 GB
+        import struct
+
+        fmt = struct.pack("<HHIIHH", 1, 1024, 8000, 8000 * 1024, 1024, 8)
+        fh.write(b"RIFF" + struct.pack("<I", 36 + size) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+                 + b"data" + struct.pack("<I", size))
+        fh.truncate(size + 44)
+    inputs = [str(fifo), str(loop), str(tmp), "/dev/zero", "/proc/self/mem", "/proc/self/status", "~/mix.wav",
+              "/" + "n" * 300 + ".wav", str(bomb)]
+    for i, path in enumerate(inputs):
+        packets.append(message("/darc/generate", f"atk-in-{i}", reply_port, path, "", "midi", 0,
+                               "out_dir", str(allowed)))
+        packets.append(message("/darc/generate", f"atk-prompt-{i}", reply_port, mix, path, "out_dir", str(allowed)))
+    for i, out_dir in enumerate([str(loop), str(fifo), "~/stems", "/" + "d" * 3000, "/proc/self", "/dev"]):
+        packets.append(message("/darc/generate", f"atk-out-{i}", reply_port, mix, "", "out_dir", out_dir))
+    packets.append(message("/darc/generate", "atk-seed", reply_port, mix, "", "seed", 2**31))
+    return packets
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_issue_13_attacks_get_clear_errors_and_no_loop(server_kit_daemon, server_out_dir, tmp_path):
+    d = server_kit_daemon
+    mix = str(write_mix(tmp_path / "mix.wav", seconds=1.0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.5)
+        packets = attack_packets(tmp_path, mix, server_out_dir, d.port, s.getsockname()[1])
+        for p in packets:
+            s.sendto(p, ("127.0.0.1", d.port))
+        replies = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                replies.append(OscMessage(s.recvfrom(65535)[0]))
+            except TimeoutError:
+                break
+    errors = {m.params[0]: (m.params[1], m.params[2]) for m in replies if m.address == "/darc/error"}
+    assert not [e for e in errors.values() if e[0] == "internal"], errors
+    for job_id, fragment in (("atk-in-0", "FIFO"), ("atk-in-1", "symbolic link loop"), ("atk-in-2", "a folder"),
+                             ("atk-in-3", "character device"), ("atk-in-4", "/proc"), ("atk-in-6", "'~'"),
+                             ("atk-in-7", "too long"), ("atk-out-0", "symbolic link loop"), ("atk-out-2", "'~'"),
+                             ("atk-seed", "got 2147483648")):
+        assert fragment in errors[job_id][1], (job_id, errors.get(job_id))
+    with d.client(timeout=2.0, retries=3) as c:  # the bomb was accepted (a valid header), then refused
+        assert c.wait("atk-in-8", max_wait=30)["error_code"] == "bad_input"
+        before = _cpu_seconds(d.proc.pid)
+        time.sleep(1.0)
+        assert _cpu_seconds(d.proc.pid) - before < 0.2  # idle: no reply loop with itself
+        assert c.ping()["model_loaded"] == 1
+    assert os.listdir(server_out_dir) == []
+    assert "unexpected failure" not in d.stderr()
 
 
 def _files_under(folder: Path) -> set[str]:

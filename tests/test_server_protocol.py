@@ -10,7 +10,7 @@ import pytest
 from darc_bridge.errors import InputError, OutputError
 from darc_bridge.progress import OverallProgress
 from darc_bridge.server import protocol as P
-from darc_bridge.server.files import FilePolicy, remove_leftovers, reserve_outputs
+from darc_bridge.server.files import FilePolicy
 from darc_bridge.server.journal import JobRecord, Journal
 from darc_bridge.server.security import ConfigError, SecurityPolicy
 from darc_bridge.server.worker import QueueFull, Task, Worker
@@ -41,7 +41,7 @@ def test_generate_request_is_parsed_with_options_in_any_order():
         ("/darc/generate", ["j", 9000, "", ""], "bad_request", "mix path is empty"),
         ("/darc/generate", ["j", 9000, "x" * 5000, ""], "bad_request", "too long"),
         ("/darc/ping", [], "bad_request", "too few"),
-        ("/darc/ping", [9000, 1], "bad_request", "only the reply port"),
+        ("/darc/ping", [9000, 1], "bad_request", "takes only i reply_port"),
         ("/darc/status", ["j", "port"], "bad_request", "reply port"),
         ("/darc/record", ["j", 9000, 0.01], "bad_request", "seconds"),
         ("/darc/set", [9000, "out_dir", "/tmp"], "bad_request", "unknown option"),
@@ -119,17 +119,6 @@ def test_file_policy_refuses_outside_folders_and_traversal(tmp_path):
         policy.check_input("mix.wav", "mix")
     with pytest.raises(InputError, match="not found"):
         policy.check_input(str(tmp_path / "none.wav"), "mix")
-
-
-def test_outputs_are_never_reserved_over_existing_files(tmp_path):
-    (tmp_path / "drums.wav").write_bytes(b"x")
-    (tmp_path / "drums-2.mid").write_bytes(b"x")
-    stem, midi = reserve_outputs(tmp_path, "drums", True)
-    assert (stem.name, midi.name) == ("drums-3.wav", "drums-3.mid")
-    (tmp_path / ".drums-3.wav.abc.part.wav").write_bytes(b"half")
-    stem.write_bytes(b"whole")
-    remove_leftovers([stem])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["drums-2.mid", "drums.wav"]
 
 
 def test_security_policy_defaults_to_loopback_and_checks_tokens():

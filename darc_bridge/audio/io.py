@@ -6,9 +6,11 @@ refused the same way everywhere and never reaches an engine.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,9 @@ class AudioLimits:
     max_duration_s: float = 600.0
     min_duration_s: float = 0.05
     max_file_bytes: int = 2 * 1024**3
+    # Decoded float32 size of a region (channels x frames x 4): a small header can claim 1,024
+    # channels, which decodes to ~10x the file. 1 GiB holds 600 s of stereo at 192 kHz.
+    max_decoded_bytes: int = 1024**3
 
 
 @dataclass
@@ -94,16 +99,10 @@ def load_audio(
     `role` names the file in errors ("mix", "prompt") so the user knows which input is wrong.
     Raises InputError for a missing, unreadable, corrupt, empty, silent or too long file.
     """
-    p = Path(path)
     if not str(path):
         raise InputError(f"{role}: no file given")
-    if not p.exists():
-        raise InputError(f"{role} file not found: {p}")
-    if not p.is_file():
-        raise InputError(f"{role} path is not a file: {p}")
-    if not os.access(p, os.R_OK):
-        raise InputError(f"{role} file is not readable: {p}")
-    size = p.stat().st_size
+    p = Path(path)
+    size = check_input_file(p, role)
     if size == 0:
         raise InputError(f"{role} file is empty: {p}")
     if size > limits.max_file_bytes:
@@ -127,26 +126,74 @@ def load_audio(
         )
     if e - s < limits.min_duration_s:
         raise InputError(f"{role} is too short: {e - s:.3f}s (at least {limits.min_duration_s:.2f}s needed)")
-    try:
-        data, sr = sf.read(
-            str(p),
-            start=int(round(s * info.samplerate)),
-            stop=int(round(e * info.samplerate)),
-            dtype="float32",
-            always_2d=True,
+    first, stop = int(round(s * info.samplerate)), int(round(e * info.samplerate))
+    decoded = (stop - first) * info.channels * 4
+    if decoded > limits.max_decoded_bytes:
+        raise InputError(
+            f"{role} would decode to {decoded / 1e6:.0f} MB ({info.channels} channels x {stop - first} frames), "
+            f"more than the limit of {limits.max_decoded_bytes / 1e6:.0f} MB: {p}"
         )
-    except Exception as exc:
-        raise InputError(f"{role} file is corrupt or truncated: {p} ({exc})") from exc
-    if data.shape[0] == 0:
-        raise InputError(f"{role} file holds no audio in the requested region: {p}")
-    samples = np.ascontiguousarray(data.T)
-    if not np.all(np.isfinite(samples)):
-        raise InputError(f"{role} file holds invalid samples (NaN or infinity): {p}")
+    samples = _read_region(p, role, first, stop, info.channels)
+    sr = info.samplerate
     audio = Audio(samples, int(sr))
     if not allow_silent and audio.peak_dbfs() < SILENCE_DBFS:
         raise InputError(f"{role} is silent (peak below {SILENCE_DBFS:.0f} dBFS): {p}")
     log.debug("loaded %s %s: %.2fs, %d Hz, %d ch", role, p, audio.duration, sr, audio.channels)
     return audio
+
+
+def _read_region(p: Path, role: str, first: int, stop: int, channels: int) -> np.ndarray:
+    """Decode frames [first, stop) block by block straight into one (channels, frames) array:
+    only the region is read, and memory peaks at the region's size (not twice it)."""
+    out = np.empty((channels, stop - first), dtype=np.float32)
+    block = max(1, (4 << 20) // (4 * channels))  # ~4 MB per block
+    pos = 0
+    try:
+        with sf.SoundFile(str(p)) as f:
+            f.seek(first)
+            while pos < out.shape[1]:
+                data = f.read(min(block, out.shape[1] - pos), dtype="float32", always_2d=True)
+                if len(data) == 0:
+                    break
+                if not np.all(np.isfinite(data)):
+                    raise InputError(f"{role} file holds invalid samples (NaN or infinity): {p}")
+                out[:, pos:pos + len(data)] = data.T
+                pos += len(data)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{role} file is corrupt or truncated: {p} ({exc})") from exc
+    if pos == 0:
+        raise InputError(f"{role} file holds no audio in the requested region: {p}")
+    return out[:, :pos]
+
+
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFLNK: "a symbolic link"}
+_PSEUDO_FS = ("/proc", "/sys", "/dev")
+
+
+def check_input_file(p: Path, role: str) -> int:
+    """An input path's problem as a one-line InputError (what it is, not "not found"); its size if fine."""
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        reason = {errno.ENOENT: "file not found", errno.ENAMETOOLONG: "path is too long",
+                  errno.ELOOP: "path holds a symbolic link loop", errno.EACCES: "file is not readable",
+                  errno.ENOTDIR: "path has a part that is not a folder"}.get(exc.errno or 0, exc.strerror)
+        raise InputError(f"{role} {reason}: {str(p)[:300]}") from None
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode))
+    if kind is not None:
+        raise InputError(f"{role} path is {kind}, not an audio file: {p}")
+    for root in _PSEUDO_FS:
+        try:
+            if os.stat(root).st_dev == st.st_dev:
+                raise InputError(f"{role} path is on the kernel's {root} file system, not an audio file: {p}")
+        except FileNotFoundError:
+            continue
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{role} file is not readable: {p}")
+    return st.st_size
 
 
 def check_output_folder(folder: Path) -> Path:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from darc_bridge.client.client import ClientError, DarcClient, NoReply, new_job_id
 from darc_bridge.client.status_file import StatusFile
+from darc_bridge.server.security import ConfigError, read_token
 
 EXIT_FAILED = 1
 EXIT_NO_REPLY = 3
@@ -22,14 +24,13 @@ EXIT_NO_REPLY = 3
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("client", help="talk to a running daemon (ping, generate, status, cancel, record)",
                               description="OSC client for `darc-bridge serve` (docs/protocol.md).")
-    p.add_argument("--host", default="127.0.0.1", help="daemon address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9001, help="daemon UDP port (default 9001)")
-    p.add_argument("--token", default=None, help="shared secret (daemons in network mode)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply before resending")
-    p.add_argument("--retries", type=int, default=3, help="resends before giving up (same job id)")
+    _connection_args(p, CONNECTION_DEFAULTS)
+    # The same options after the command (`client ping --port 9001`): people type them there too.
+    common = argparse.ArgumentParser(add_help=False)
+    _connection_args(common, {k: argparse.SUPPRESS for k in CONNECTION_DEFAULTS})
     sub = p.add_subparsers(dest="client_command", required=True, metavar="COMMAND")
-    sub.add_parser("ping", help="check the daemon: version, engine, device, queue")
-    g = sub.add_parser("generate", help="submit a generation job")
+    sub.add_parser("ping", help="check the daemon: version, engine, device, queue", parents=[common])
+    g = sub.add_parser("generate", help="submit a generation job", parents=[common])
     g.add_argument("--mix", required=True, type=Path, help="drumless mix (audio file)")
     g.add_argument("--prompt", type=Path, default=None, help="rhythm prompt (audio file)")
     g.add_argument("--start", type=float, default=None, help="region start in seconds")
@@ -43,11 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-midi", action="store_true", help="do not write the followed rhythm as MIDI")
     g.add_argument("--sample-rate", type=int, default=None)
     _job_args(g)
-    s = sub.add_parser("status", help="state of a job")
+    s = sub.add_parser("status", help="state of a job", parents=[common])
     s.add_argument("job_id")
-    c = sub.add_parser("cancel", help="cancel a queued or running job")
+    c = sub.add_parser("cancel", help="cancel a queued or running job", parents=[common])
     c.add_argument("job_id")
-    r = sub.add_parser("record", help="record a rhythm prompt on the daemon's input device")
+    r = sub.add_parser("record", help="record a rhythm prompt on the daemon's input device", parents=[common])
     r.add_argument("--seconds", type=float, required=True)
     r.add_argument("--count-in", type=int, default=None, help="count-in clicks before recording")
     r.add_argument("--bpm", type=float, default=None, help="tempo of the count-in")
@@ -57,6 +58,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--name", default=None)
     _job_args(r)
     p.set_defaults(func=run)
+
+
+CONNECTION_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": 9001, "token": None, "token_file": None,
+                                       "timeout": 5.0, "retries": 3}
+
+
+def _connection_args(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    p.add_argument("--host", default=defaults["host"], help="daemon address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=defaults["port"], help="daemon UDP port (default 9001)")
+    p.add_argument("--token", default=defaults["token"],
+                   help="shared secret (daemons in network mode; prefer --token-file or $DARC_BRIDGE_TOKEN)")
+    p.add_argument("--token-file", default=defaults["token_file"], help="read the shared secret from this file")
+    p.add_argument("--timeout", type=float, default=defaults["timeout"],
+                   help="seconds to wait for a reply before resending")
+    p.add_argument("--retries", type=int, default=defaults["retries"], help="resends before giving up (same job id)")
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -151,7 +167,11 @@ def run(args: argparse.Namespace) -> int:
     status = StatusFile(getattr(args, "status_file", None))
     job_id = getattr(args, "job_id", None) or new_job_id()
     try:
-        with DarcClient(args.host, args.port, args.token, args.timeout, args.retries) as client:
+        token = read_token(args.token, args.token_file, dict(os.environ))
+    except ConfigError as exc:
+        return _fail(status, "bad_config", str(exc), 2)
+    try:
+        with DarcClient(args.host, args.port, token, args.timeout, args.retries) as client:
             cmd = args.client_command
             if cmd == "ping":
                 _print(client.ping())

@@ -26,9 +26,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="DARC checkpoint directory (engine darc)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (engine darc)")
     p.add_argument("--kit-dir", default=None, help="folder of drum samples for the kit engine (default: built-in kit)")
-    p.add_argument("--top-k", type=int, default=None, help="darc: top-k sampling (default 250)")
+    p.add_argument("--top-k", type=int, default=None, help="darc: top-k sampling, 0 = off (default: the checkpoint's)")
     p.add_argument("--top-p", type=float, default=None, help="darc: nucleus sampling, 0 = off")
-    p.add_argument("--cfg-coef", type=float, default=None, help="darc: classifier-free guidance coefficient")
+    p.add_argument("--cfg-coef", type=float, default=None, help="darc: classifier-free guidance coefficient (default: the checkpoint's)")
 
 
 def params_from_args(args: argparse.Namespace) -> GenerationParams:

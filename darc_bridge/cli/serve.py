@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from darc_bridge.audio import AudioLimits
 from darc_bridge.engines import ENGINE_NAMES
 from darc_bridge.errors import InputError
 from darc_bridge.server.config import ServerConfig, default_state_dir
+from darc_bridge.server.security import read_token
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-file-mb", type=float, default=AudioLimits.max_file_bytes / 1024**2,
                    help="largest input file in MB (default %(default).0f)")
     p.add_argument("--allow-network", action="store_true", help="accept clients beyond loopback (needs --token)")
-    p.add_argument("--token", default=None, help="shared secret every message must carry (network mode)")
+    p.add_argument("--token", default=None,
+                   help="shared secret every message must carry (network mode; visible in `ps`: prefer "
+                        "--token-file or $DARC_BRIDGE_TOKEN)")
+    p.add_argument("--token-file", default=None, help="read the shared secret from this file")
+    p.add_argument("--keep-days", type=float, default=30.0,
+                   help="remove finished jobs older than this many days from the journal at start (0 = keep all)")
     p.add_argument("--allow-client", action="append", default=[], metavar="ADDR",
                    help="network mode: only these client addresses or networks (repeatable)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up generation after loading")
@@ -49,7 +56,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_dirs = [output]  # remote clients write only into the output folder unless told otherwise
     return ServerConfig(
         host=args.host, port=args.port, output_dir=output.resolve(), state_dir=state.resolve(),
-        queue_size=max(1, args.queue_size), allow_network=args.allow_network, token=args.token,
+        queue_size=max(1, args.queue_size), allow_network=args.allow_network,
+        token=read_token(args.token, args.token_file, dict(os.environ)), keep_days=max(0.0, args.keep_days),
         allow_clients=args.allow_client, allow_dirs=allow_dirs,
         limits=AudioLimits(max_duration_s=args.max_duration, max_file_bytes=int(args.max_file_mb * 1024**2)),
         # the darc engine warms itself up inside load(); the server's warm-up generation is for the others

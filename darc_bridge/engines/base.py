@@ -16,7 +16,8 @@ import numpy as np
 
 from darc_bridge.audio import Audio
 from darc_bridge.beat import BeatGrid
-from darc_bridge.errors import Cancelled, InputError
+from darc_bridge.engines.options import GENERATION_OPTIONS, MODEL_OPTIONS
+from darc_bridge.errors import Cancelled
 from darc_bridge.rhythm import RhythmFeatures
 
 ProgressCallback = Callable[[str, float], None]
@@ -50,30 +51,30 @@ class CancelToken:
 class GenerationParams:
     """What a user can turn: the same knobs in the CLI, the daemon protocol and the DAW devices."""
 
-    temperature: float = 1.0  # model: sampling temperature; kit: humanisation amount (0 = deterministic)
-    rhythm_strength: float = 1.0  # 0 ignores the prompt, 1 follows it as trained, >1 pushes adherence (model)
+    temperature: float = GENERATION_OPTIONS["temperature"].default  # model: sampling temperature; kit: humanisation
+    rhythm_strength: float = GENERATION_OPTIONS["rhythm_strength"].default  # 0 ignores the prompt, >1 pushes
     seed: int | None = None  # same seed, same input, same device: same stem
-    quantize: float = 0.0  # 0..1: how far hits are snapped toward the mix's beat grid
+    quantize: float = GENERATION_OPTIONS["quantize"].default  # 0..1: how far hits snap toward the beat grid
     output_sample_rate: int | None = None  # default: the mix's sample rate
-    extra: dict[str, Any] = field(default_factory=dict)  # engine-specific options
-
-    RANGES = {"temperature": (0.0, 5.0), "rhythm_strength": (0.0, 4.0), "quantize": (0.0, 1.0)}
+    extra: dict[str, Any] = field(default_factory=dict)  # engine-specific options (engines/options.py)
 
     def validate(self) -> GenerationParams:
-        for name, (lo, hi) in self.RANGES.items():
-            v = getattr(self, name)
-            if not isinstance(v, int | float) or not np.isfinite(v) or not lo <= v <= hi:
-                raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {v!r}")
-        if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed < 2**32):
-            raise InputError(f"seed must be an integer between 0 and 2^32-1, got {self.seed!r}")
-        if self.output_sample_rate is not None and not 8000 <= int(self.output_sample_rate) <= 192000:
-            raise InputError(f"output sample rate must be between 8000 and 192000 Hz, got {self.output_sample_rate}")
+        """Check every knob against the one option table (darc_bridge.engines.options)."""
+        for name in ("temperature", "rhythm_strength", "quantize"):
+            spec = GENERATION_OPTIONS[name]
+            setattr(self, name, spec.check(name, getattr(self, name)))
+        if self.seed is not None:
+            self.seed = GENERATION_OPTIONS["seed"].check("seed", self.seed)
+        if self.output_sample_rate is not None:
+            self.output_sample_rate = GENERATION_OPTIONS["sample_rate"].check("output sample rate",
+                                                                            self.output_sample_rate)
+        for name, value in self.extra.items():
+            if name in MODEL_OPTIONS and value is not None:
+                self.extra[name] = MODEL_OPTIONS[name].check(name, value)
         return self
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("RANGES", None)
-        return d
+        return asdict(self)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from darc_bridge.engines.base import (
     ProgressCallback,
     no_progress,
 )
+from darc_bridge.engines.options import MODEL_OPTIONS, WINDOW_OPTIONS
 from darc_bridge.errors import CheckpointError, InputError
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,8 @@ def _cpu_threads(n: int | None):
 def _extra(params: GenerationParams, defaults: dict[str, Any]) -> dict[str, Any]:
     """Validated engine options from params.extra (unknown keys are ignored: other engines' options)."""
     e = {**defaults, **{k: v for k, v in params.extra.items() if k in defaults and v is not None}}
-    checks = {
-        "top_k": (0, 100_000), "top_p": (0.0, 1.0), "cfg_coef": (0.0, 20.0),
-        "window_s": (1.0, 600.0), "overlap_s": (0.0, 300.0),
-    }
-    for key, (lo, hi) in checks.items():
-        v = e[key]
-        if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v) or not lo <= v <= hi:
-            raise InputError(f"{key} must be a number between {lo:g} and {hi:g}, got {v!r}")
+    for key, spec in {**MODEL_OPTIONS, **WINDOW_OPTIONS}.items():  # one table of ranges (engines/options.py)
+        e[key] = spec.check(key, e[key])
     if e["overlap_s"] >= e["window_s"]:
         raise InputError(f"overlap_s ({e['overlap_s']}) must be shorter than window_s ({e['window_s']})")
     e["top_k"] = int(e["top_k"])
@@ -178,7 +173,7 @@ class DarcEngine(Engine):
                                "window_s": cfg.window_s, "overlap_s": cfg.overlap_s})
         if opts["window_s"] > cfg.window_s:
             raise InputError(f"window_s {opts['window_s']:g} is longer than this model's window ({cfg.window_s:g}s)")
-        seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
+        seed = params.seed if params.seed is not None else secrets.randbelow(2**31)  # sendable back as an OSC int32
         t0 = time.perf_counter()
 
         beat_grid, beat = None, None

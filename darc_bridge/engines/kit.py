@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def _fresh_seed() -> int:
     """A random seed that is recorded, so a take the user liked can be made again."""
-    return int(np.random.SeedSequence().entropy % (2**32))
+    return int(np.random.SeedSequence().entropy % (2**31))  # a seed any client can send back (OSC int32)
 
 
 class KitEngine(Engine):

@@ -29,7 +29,8 @@ class ServerConfig:
     limits: AudioLimits = field(default_factory=AudioLimits)
     warmup: bool = True
     log_file: Path | None = None  # default: <state_dir>/daemon.log
-    max_attempts: int = 3  # a job that was running during this many daemon crashes is given up
+    max_attempts: int = 3  # a job started this many times (clean stops in between) is given up
+    keep_days: float = 30.0  # finished jobs older than this are pruned from the journal at start; 0 = keep all
 
     @property
     def journal_path(self) -> Path:

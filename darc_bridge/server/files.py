@@ -1,18 +1,20 @@
 """Where the daemon may read and write: allowed folders, safe names, never over an existing file.
 
 Clients only send paths, so every path is checked here before a job is accepted: output folders
-must exist, be writable and lie inside an allowed folder (after resolving symlinks and `..`).
+must exist, be writable and lie inside an allowed folder (after resolving symlinks and `..`), and
+are opened once for the job's writes (darc_bridge.outputs), so they cannot be swapped afterwards.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from darc_bridge.audio.io import check_output_folder
+from darc_bridge.audio.io import check_input_file, check_output_folder
 from darc_bridge.errors import InputError, OutputError
+from darc_bridge.outputs import OutputFolder
 
 log = logging.getLogger(__name__)
 
@@ -45,51 +47,52 @@ class FilePolicy:
         if not out_dir:
             folder = self.output_dir
         else:
-            if "\x00" in out_dir:
-                raise OutputError("out_dir holds a NUL character")
-            given = Path(out_dir).expanduser()
-            if not given.is_absolute():
-                raise OutputError(f"out_dir must be an absolute path, got {out_dir!r}")
-            folder = given.resolve()
+            given = _absolute(out_dir, "out_dir", OutputError)
+            try:
+                folder = given.resolve()
+            except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+                raise OutputError(f"out_dir cannot be resolved ({_reason(exc)}): {out_dir[:300]}") from None
             if self.restricted and not any(folder == r or folder.is_relative_to(r) for r in self.roots()):
                 raise OutputError(
                     f"out_dir {str(folder)!r} is outside the allowed folders ({', '.join(map(str, self.roots()))})"
                 )
-        return check_output_folder(folder)
+        try:
+            return check_output_folder(folder)
+        except OSError as exc:
+            raise OutputError(f"out_dir cannot be used ({_reason(exc)}): {str(folder)[:300]}") from None
+
+    def open_folder(self, out_dir: str | None) -> OutputFolder:
+        """Check the folder again and open it for the job's writes. With allowed folders, no link
+        on the way is followed (a folder swapped for a symlink during the job is refused)."""
+        return OutputFolder.open(self.output_folder(out_dir), no_links=self.restricted)
 
     def check_input(self, path: str, role: str) -> Path:
         """Cheap checks at accept time (the full audio check runs in the job): absolute, a readable file."""
-        if "\x00" in path:
-            raise InputError(f"{role} path holds a NUL character")
-        p = Path(path).expanduser()
-        if not p.is_absolute():
-            raise InputError(f"{role} path must be absolute (the daemon has its own working folder): {path!r}")
-        if not p.is_file():
-            raise InputError(f"{role} file not found: {p}")
-        if not os.access(p, os.R_OK):
-            raise InputError(f"{role} file is not readable: {p}")
-        if p.stat().st_size > self.max_file_bytes:
+        p = _absolute(path, f"{role} path", InputError)
+        size = check_input_file(p, role)
+        if size > self.max_file_bytes:
             raise InputError(f"{role} file is too large: {p}")
         return p
 
 
-def reserve_outputs(folder: Path, name: str, with_midi: bool) -> tuple[Path, Path | None]:
-    """Pick `<name>.wav` (and `.mid`) that do not exist yet, adding -2, -3... if taken."""
-    for n in range(1, 10000):
-        base = name if n == 1 else f"{name}-{n}"
-        stem = folder / f"{base}.wav"
-        midi = folder / f"{base}.mid" if with_midi else None
-        if not stem.exists() and (midi is None or not midi.exists()):
-            return stem, midi
-    raise OutputError(f"no free file name for {name!r} in {folder}")
+def _absolute(path: str, what: str, error: type[Exception]) -> Path:
+    """An absolute path as given: no NUL, no `~` (it would be the daemon's home, not the client's)."""
+    if "\x00" in path:
+        raise error(f"{what} holds a NUL character")
+    if path.startswith("~"):
+        raise error(f"{what} must be an absolute path; '~' is not expanded by the daemon (it may run as "
+                    f"another user): {path[:300]!r}")
+    p = Path(path)
+    if not p.is_absolute():
+        raise error(f"{what} must be absolute (the daemon has its own working folder): {path[:300]!r}")
+    return p
 
 
-def remove_leftovers(paths: list[Path]) -> None:
-    """Remove a crashed job's own outputs (complete files of an incomplete set, and temp files)."""
-    for p in paths:
-        for tmp in p.parent.glob(f".{p.name}.*.part*"):
-            log.info("removing temporary file left by a crash: %s", tmp)
-            tmp.unlink(missing_ok=True)
-        if p.exists():
-            log.info("removing output of an unfinished job (it will be made again): %s", p)
-            p.unlink()
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError):
+        return "a symbolic link loop"
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return "the path is too long"
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    return getattr(exc, "strerror", None) or str(exc)

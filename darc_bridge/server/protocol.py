@@ -1,79 +1,86 @@
-"""OSC protocol v1 (docs/protocol.md): request parsing with type and range checks, and reply builders.
+"""OSC protocol v1 (docs/protocol.md): one route table, request parsing with type and range checks,
+and reply builders.
 
-Everything a client sends passes through `parse_request` before the daemon acts on it, so a bad
-message becomes one `ProtocolError` (an error reply) and never an exception inside the server.
+Each address's argument layout and reply policy is one row of `ROUTES`; `parse_request` reads only
+that table, so adding an address is one row (and one handler in the server). Everything a client
+sends passes through `parse_request` before the daemon acts on it, so a bad message becomes one
+`ProtocolError` (an error reply) and never an exception inside the server. Option ranges and
+defaults come from the engines' one table (darc_bridge.engines.options).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from darc_bridge.engines.options import (
+    GENERATION_OPTIONS,
+    MODEL_OPTIONS,
+    OptionSpec,
+    describe_value,
+    is_number,
+)
+from darc_bridge.errors import InputError
+
 PROTOCOL_VERSION = 1
 PREFIX = "/darc/"
 MAX_STRING = 4096  # longer strings are refused: paths and names never need more
-MAX_REPLY_TEXT = 1000  # replies stay far below the ~4 KB some hosts accept over UDP
+MAX_REPLY_TEXT = 1000  # one reply string; replies stay far below the ~4 KB some hosts accept over UDP
+MAX_REPLY_BYTES = 8192  # all immediate replies to one request together: room for one status at its longest
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_. -]{0,119}$")
 STAGES = ("queued", "load", "rhythm", "beats", "encode", "generate", "render", "decode", "write", "record")
 STATES = ("queued", "running", "done", "error", "cancelled", "unknown")
 
+Option = OptionSpec  # the protocol's options are the engines' table plus the job options below
+
 
 class ProtocolError(Exception):
-    """A request the daemon refuses; becomes `/darc/error job_id code message`."""
+    """A request the daemon refuses; becomes `/darc/error job_id code message` (at `reply_port` if known)."""
 
-    def __init__(self, code: str, message: str, job_id: str = "") -> None:
+    def __init__(self, code: str, message: str, job_id: str = "", reply_port: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.job_id = job_id
+        self.reply_port = reply_port
 
 
-@dataclass(frozen=True)
-class Option:
-    """One key/value option: its OSC type ('f', 'i', 's'), allowed range and default."""
-
-    kind: str
-    lo: float | None = None
-    hi: float | None = None
-    default: Any = None
-
-
-GENERATE_OPTIONS: dict[str, Option] = {
-    "temperature": Option("f", 0.0, 5.0, 1.0),
-    "rhythm_strength": Option("f", 0.0, 4.0, 1.0),
-    "quantize": Option("f", 0.0, 1.0, 0.0),
-    "seed": Option("i", 0, 2**31 - 1, None),
-    "start": Option("f", 0.0, 86400.0, None),
-    "end": Option("f", 0.0, 86400.0, None),
-    "out_dir": Option("s", default=None),
-    "midi": Option("i", 0, 1, 1),
-    "name": Option("s", default=None),
-    "sample_rate": Option("i", 8000, 192000, None),
-    "top_k": Option("i", 0, 2048, 250),
-    "top_p": Option("f", 0.0, 1.0, 0.0),
-    "cfg_coef": Option("f", 0.0, 10.0, 3.0),
+# Options of the job itself (not of the engine); defaults None = the daemon's choice.
+JOB_OPTIONS: dict[str, OptionSpec] = {
+    "start": OptionSpec("f", 0.0, 86400.0, None),
+    "end": OptionSpec("f", 0.0, 86400.0, None),
+    "out_dir": OptionSpec("s", default=None),
+    "midi": OptionSpec("i", 0, 1, 1),
+    "name": OptionSpec("s", default=None),
 }
+GENERATE_OPTIONS: dict[str, OptionSpec] = {**GENERATION_OPTIONS, **MODEL_OPTIONS, **JOB_OPTIONS}
 
-RECORD_OPTIONS: dict[str, Option] = {
-    "count_in": Option("i", 0, 16, 0),
-    "bpm": Option("f", 30.0, 300.0, 120.0),
-    "device": Option("s", default=None),
-    "sample_rate": Option("i", 8000, 192000, 44100),
-    "out_dir": Option("s", default=None),
-    "name": Option("s", default=None),
+RECORD_OPTIONS: dict[str, OptionSpec] = {
+    "count_in": OptionSpec("i", 0, 16, 0),
+    "bpm": OptionSpec("f", 30.0, 300.0, 120.0),
+    "device": OptionSpec("s", default=None),
+    "sample_rate": OptionSpec("i", 8000, 192000, 44100),
+    "out_dir": OptionSpec("s", default=None),
+    "name": OptionSpec("s", default=None),
 }
-RECORD_SECONDS = (0.25, 600.0)
+RECORD_SECONDS = OptionSpec("f", 0.25, 600.0)
 
-# Defaults a client may change with /darc/set (the device knobs). seed -1 and sample_rate 0
-# stand for "random" and "the mix's rate", since OSC has no portable null.
+# Defaults a client may change with /darc/set (the device knobs). OSC has no portable null, so a
+# default of None ("random", "the mix's rate", "the model's value") travels as this stand-in.
 SETTABLE = ("temperature", "rhythm_strength", "quantize", "seed", "midi", "sample_rate", "top_k", "top_p", "cfg_coef")
-SET_SPECIAL = {"seed": -1, "sample_rate": 0}
-ENGINE_EXTRA = ("top_k", "top_p", "cfg_coef")
+SET_SPECIAL = {"seed": -1, "sample_rate": 0, "top_k": -1, "top_p": -1, "cfg_coef": -1}
+ENGINE_EXTRA = tuple(MODEL_OPTIONS)
+
+
+def default_settings() -> dict[str, Any]:
+    """The daemon's defaults at start: the tables' own (None = random / the mix's / the model's)."""
+    return {k: GENERATE_OPTIONS[k].default for k in SETTABLE}
 
 
 @dataclass
@@ -88,47 +95,99 @@ class Request:
     token: str | None = None
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+# --- argument checkers (value, job_id) -> value ------------------------------------------------
+def _port(v: Any, job_id: str = "") -> int:
+    if not is_number(v) or isinstance(v, float) and (not math.isfinite(v) or v != int(v)):
+        raise ProtocolError("bad_request", f"reply port must be an integer, got {describe_value(v)}", job_id)
+    if not 1 <= int(v) <= 65535:
+        raise ProtocolError("bad_request", f"reply port must be between 1 and 65535, got {int(v)}", job_id)
+    return int(v)
 
 
-def check_value(key: str, spec: Option, v: Any, job_id: str = "", special: Any = None) -> Any:
-    """Check one option value against its spec; numbers may come as int or float (Max sends ints)."""
-    if special is not None and _is_number(v) and v == special:
-        return int(special)
-    if spec.kind == "s":
-        if not isinstance(v, str):
-            raise ProtocolError("bad_request", f"{key} must be a string, got {_type_name(v)}", job_id)
-        if len(v) > MAX_STRING:
-            raise ProtocolError("bad_request", f"{key} is too long ({len(v)} characters)", job_id)
-        return v
-    if not _is_number(v) or not math.isfinite(v):
-        raise ProtocolError("bad_request", f"{key} must be a number, got {_type_name(v)}", job_id)
-    if spec.kind == "i":
-        if float(v) != int(v):
-            raise ProtocolError("bad_request", f"{key} must be a whole number, got {v!r}", job_id)
-        v = int(v)
-    else:
-        v = float(v)
-    if spec.lo is not None and spec.hi is not None and not spec.lo <= v <= spec.hi:
-        raise ProtocolError("bad_request", f"{key} must be between {spec.lo:g} and {spec.hi:g}, got {v:g}", job_id)
+def _job_id(v: Any, job_id: str = "") -> str:
+    if not isinstance(v, str) or not JOB_ID_RE.match(v):
+        raise ProtocolError("bad_request", f"job id must be 1-64 characters of A-Z a-z 0-9 - _, got {repr(v)[:70]}")
     return v
 
 
-def _type_name(v: Any) -> str:
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, bool):
-        return "a boolean"
-    if _is_number(v):
-        return f"the number {v!r}"
-    if isinstance(v, bytes):
-        return "a blob"
-    return type(v).__name__
+def _string(what: str, required: bool = False) -> Callable[[Any, str], str]:
+    def check(v: Any, job_id: str = "") -> str:
+        if not isinstance(v, str):
+            raise ProtocolError("bad_request", f"{what} must be a string, got {describe_value(v)}", job_id)
+        if len(v) > MAX_STRING:
+            raise ProtocolError("bad_request", f"{what} is too long ({len(v)} characters)", job_id)
+        if required and not v:
+            raise ProtocolError("bad_request", f"{what} is empty", job_id)
+        return v
+
+    return check
+
+
+def _seconds(v: Any, job_id: str = "") -> float:
+    return check_value("seconds", RECORD_SECONDS, v, job_id)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One address: its fixed arguments (name, checker) in order, then key/value options (or none).
+
+    `answer` False marks a reply address: a daemon never answers a reply (no ping-pong loops
+    between daemons, or with itself). `settable` options accept SET_SPECIAL stand-ins."""
+
+    kind: str
+    fields: tuple[tuple[str, Callable[[Any, str], Any]], ...] = ()
+    options: Mapping[str, OptionSpec] | None = None
+    settable: bool = False
+    answer: bool = True
+
+    @property
+    def address(self) -> str:
+        return PREFIX + self.kind
+
+    @property
+    def port_index(self) -> int:
+        return [name for name, _ in self.fields].index("reply_port")
+
+    def usage(self) -> str:
+        parts = [f"{'i' if name == 'reply_port' else 'f' if name == 'seconds' else 's'} {name}" for name, _ in
+                 self.fields]
+        if self.options is not None:
+            parts.append("then key/value pairs")
+        return ", ".join(parts)
+
+
+_JOB = (("job_id", _job_id), ("reply_port", _port))
+ROUTES: dict[str, Route] = {r.address: r for r in (
+    Route("ping", (("reply_port", _port),)),
+    Route("get", (("reply_port", _port),)),
+    Route("set", (("reply_port", _port),), {k: GENERATE_OPTIONS[k] for k in SETTABLE}, settable=True),
+    Route("status", _JOB),
+    Route("cancel", _JOB),
+    Route("generate", (*_JOB, ("mix", _string("mix path", required=True)), ("prompt", _string("prompt path"))),
+          GENERATE_OPTIONS),
+    Route("record", (*_JOB, ("seconds", _seconds)), RECORD_OPTIONS),
+    # replies (daemon -> client): never answered
+    *(Route(kind, answer=False) for kind in ("pong", "accepted", "progress", "done", "recorded", "error",
+                                             "params")),
+)}
+# /darc/status is both a request and a reply; a reply's second argument is a state, never a port,
+# so a reply sent back at a daemon fails to parse and its error (a reply) is never answered.
+
+
+def check_value(key: str, spec: OptionSpec, v: Any, job_id: str = "", special: Any = None) -> Any:
+    """Check one option value against its spec; numbers may come as int or float (Max sends ints)."""
+    if special is not None and is_number(v) and v == special:
+        return special
+    if spec.kind == "s" and isinstance(v, str) and len(v) > MAX_STRING:
+        raise ProtocolError("bad_request", f"{key} is too long ({len(v)} characters)", job_id)
+    try:
+        return spec.check(key, v)
+    except InputError as exc:
+        raise ProtocolError("bad_request", str(exc), job_id) from None
 
 
 def parse_options(
-    pairs: list[Any], table: dict[str, Option], job_id: str = "", allow_special: bool = False
+    pairs: list[Any], table: Mapping[str, OptionSpec], job_id: str = "", allow_special: bool = False
 ) -> dict[str, Any]:
     """Read key/value pairs (any order) against an option table; unknown keys are refused."""
     if len(pairs) % 2:
@@ -137,7 +196,7 @@ def parse_options(
     for i in range(0, len(pairs), 2):
         key, value = pairs[i], pairs[i + 1]
         if not isinstance(key, str):
-            raise ProtocolError("bad_request", f"option name must be a string, got {_type_name(key)}", job_id)
+            raise ProtocolError("bad_request", f"option name must be a string, got {describe_value(key)}", job_id)
         if key not in table:
             shown = key if len(key) <= 40 else key[:40] + "..."
             raise ProtocolError(
@@ -147,14 +206,13 @@ def parse_options(
         out[key] = check_value(key, table[key], value, job_id, special)
     if "start" in out and "end" in out and out["end"] <= out["start"]:
         raise ProtocolError("bad_request", f"end ({out['end']:g}s) must be after start ({out['start']:g}s)", job_id)
-    for key in ("name",):
-        if key in out and not NAME_RE.match(out[key]):
-            raise ProtocolError(
-                "bad_request",
-                f"{key} must be 1-120 characters of letters, digits, space, '.', '_' or '-', "
-                f"not starting with '.', '-' or a space",
-                job_id,
-            )
+    if "name" in out and not NAME_RE.match(out["name"]):
+        raise ProtocolError(
+            "bad_request",
+            "name must be 1-120 characters of letters, digits, space, '.', '_' or '-', "
+            "not starting with '.', '-' or a space",
+            job_id,
+        )
     return out
 
 
@@ -165,95 +223,52 @@ def split_token(args: list[Any]) -> tuple[list[Any], str | None]:
     return list(args), None
 
 
-def _port(v: Any, job_id: str = "") -> int:
-    if not _is_number(v) or isinstance(v, float) and (not math.isfinite(v) or v != int(v)):
-        raise ProtocolError("bad_request", f"reply port must be an integer, got {_type_name(v)}", job_id)
-    if not 1 <= int(v) <= 65535:
-        raise ProtocolError("bad_request", f"reply port must be between 1 and 65535, got {int(v)}", job_id)
-    return int(v)
-
-
-def _job_id(v: Any) -> str:
-    if not isinstance(v, str) or not JOB_ID_RE.match(v):
-        shown = repr(v)[:70]
-        raise ProtocolError("bad_request", f"job id must be 1-64 characters of A-Z a-z 0-9 - _, got {shown}")
-    return v
-
-
-def _string(v: Any, what: str, job_id: str) -> str:
-    if not isinstance(v, str):
-        raise ProtocolError("bad_request", f"{what} must be a string, got {_type_name(v)}", job_id)
-    if len(v) > MAX_STRING:
-        raise ProtocolError("bad_request", f"{what} is too long ({len(v)} characters)", job_id)
-    return v
-
-
-def _need(args: list[Any], n: int, usage: str, job_id: str = "") -> None:
-    if len(args) < n:
-        raise ProtocolError("bad_request", f"too few arguments; expected {usage}", job_id)
-
-
-def guess_reply_port(address: str, args: list[Any]) -> int | None:
-    """Best-effort reply port of a request that failed to parse (so its error still reaches it).
-
-    Known addresses have it at a fixed place; for an unknown address, the first of the first two
-    arguments that is a valid port."""
-    if address in ("/darc/ping", "/darc/get", "/darc/set"):
-        places = [0]
-    elif address in ("/darc/generate", "/darc/status", "/darc/cancel", "/darc/record"):
-        places = [1]
-    else:
-        places = [0, 1]
-    for i in places:
-        if len(args) > i and _is_number(args[i]):
+def guess_reply_port(args: list[Any]) -> int | None:
+    """For an unknown address: the first of its first two arguments that is a valid port."""
+    for v in args[:2]:
+        if is_number(v):
             try:
-                return _port(args[i])
+                return _port(v)
             except ProtocolError:
                 continue
     return None
 
 
 def parse_request(address: str, raw_args: list[Any]) -> Request:
-    """Check a request's address, argument count, types and ranges; raise ProtocolError if wrong."""
+    """Check a request against its route: address, argument count, types and ranges.
+
+    The reply port is read first, so every later error can still be sent to it (ProtocolError
+    carries it). Raises ProtocolError for anything wrong."""
     args, token = split_token(list(raw_args))
-    if not address.startswith(PREFIX):
-        raise ProtocolError("unknown_address", f"unknown address {address[:80]!r}: requests start with {PREFIX}")
-    kind = address[len(PREFIX):]
-    if kind in ("ping", "get"):
-        _need(args, 1, "i reply_port")
-        if len(args) > 1:
-            raise ProtocolError("bad_request", f"/darc/{kind} takes only the reply port (got {len(args)} arguments)")
-        return Request(kind, _port(args[0]), token=token)
-    if kind == "set":
-        _need(args, 1, "i reply_port, then key/value pairs")
-        port = _port(args[0])
-        table = {k: GENERATE_OPTIONS[k] for k in SETTABLE}
-        return Request(kind, port, options=parse_options(args[1:], table, allow_special=True), token=token)
-    if kind in ("status", "cancel"):
-        _need(args, 2, "s job_id, i reply_port")
-        job_id = _job_id(args[0])
-        port = _port(args[1], job_id)
-        if len(args) > 2:
-            raise ProtocolError("bad_request", f"/darc/{kind} takes a job id and a reply port only", job_id)
-        return Request(kind, port, job_id=job_id, token=token)
-    if kind == "generate":
-        _need(args, 4, "s job_id, i reply_port, s mix_path, s prompt_path, then key/value pairs")
-        job_id = _job_id(args[0])
-        port = _port(args[1], job_id)
-        mix = _string(args[2], "mix path", job_id)
-        prompt = _string(args[3], "prompt path", job_id)
-        if not mix:
-            raise ProtocolError("bad_request", "mix path is empty", job_id)
-        options = parse_options(args[4:], GENERATE_OPTIONS, job_id)
-        return Request(kind, port, job_id, {"mix": mix, "prompt": prompt}, options, token)
-    if kind == "record":
-        _need(args, 3, "s job_id, i reply_port, f seconds, then key/value pairs")
-        job_id = _job_id(args[0])
-        port = _port(args[1], job_id)
-        seconds = check_value("seconds", Option("f", *RECORD_SECONDS), args[2], job_id)
-        options = parse_options(args[3:], RECORD_OPTIONS, job_id)
-        return Request(kind, port, job_id, {"seconds": seconds}, options, token)
-    raise ProtocolError("unknown_address", f"unknown address {address[:80]!r}; see docs/protocol.md")
+    route = ROUTES.get(address)
+    if route is None or not route.answer:
+        hint = f"requests start with {PREFIX}" if not address.startswith(PREFIX) else "see docs/protocol.md"
+        raise ProtocolError("unknown_address", f"unknown address {address[:80]!r}: {hint}",
+                            reply_port=guess_reply_port(args))
+    port: int | None = None
+    job_id = ""
+    try:
+        if len(args) > route.port_index:
+            port = _port(args[route.port_index], "")
+        if len(args) < len(route.fields):
+            raise ProtocolError("bad_request", f"too few arguments; expected {route.usage()}")
+        if route.options is None and len(args) > len(route.fields):
+            raise ProtocolError("bad_request", f"{address} takes only {route.usage()} (got {len(args)} arguments)")
+        values: dict[str, Any] = {}
+        for (name, check), v in zip(route.fields, args, strict=False):
+            values[name] = check(v, job_id)
+            if name == "job_id":
+                job_id = values[name]
+        options = {}
+        if route.options is not None:
+            options = parse_options(args[len(route.fields):], route.options, job_id, allow_special=route.settable)
+    except ProtocolError as exc:
+        exc.job_id = exc.job_id or job_id
+        exc.reply_port = port
+        raise
+    reply_port = values.pop("reply_port")
+    job_id = values.pop("job_id", "")
+    return Request(route.kind, reply_port, job_id, values, options, token)
 
 
 def clip_text(text: str) -> str:

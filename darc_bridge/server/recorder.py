@@ -10,10 +10,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from darc_bridge.audio.io import write_wav_atomic
 from darc_bridge.engines import CancelToken, ProgressCallback, no_progress
 from darc_bridge.errors import Cancelled, InputError
+from darc_bridge.outputs import OutputFile, commit_outputs
+from darc_bridge.pipeline import OutputPlan
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ def _device(device: str | None) -> int | str | None:
 
 
 def record_prompt(
-    out_path: Path,
+    out_path: Path | OutputPlan,
     seconds: float,
     *,
     sample_rate: int = 44100,
@@ -50,7 +53,8 @@ def record_prompt(
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
 ) -> tuple[Path, float]:
-    """Record `seconds` of mono audio after `count_in` clicks; write it atomically as WAV."""
+    """Record `seconds` of mono audio after `count_in` clicks; write it atomically as WAV (to a
+    path, or as the daemon's output plan says: never over an existing file, numbered on a clash)."""
     import sounddevice as sd
 
     dev = _device(device)
@@ -92,7 +96,12 @@ def record_prompt(
     audio = np.concatenate(recorded)[len(clicks):] if recorded else np.zeros(0, np.float32)
     if not np.all(np.isfinite(audio)):
         raise InputError("the input device returned invalid samples")
-    path = write_wav_atomic(out_path, audio, sample_rate, overwrite=False, subtype="PCM_16")
+    if isinstance(out_path, OutputPlan):
+        path = commit_outputs([OutputFile("prompt", out_path.folder, out_path.name, ".wav",
+                                          lambda fh: sf.write(fh, audio, sample_rate, subtype="PCM_16", format="WAV"))],
+                              out_path.tag, numbered=True, on_planned=out_path.on_planned)["prompt"]
+    else:
+        path = write_wav_atomic(out_path, audio, sample_rate, overwrite=False, subtype="PCM_16")
     progress("record", 1.0)
     log.info("recorded %.2fs prompt to %s (peak %.3f)", len(audio) / sample_rate, path, float(np.abs(audio).max()))
     return path, len(audio) / sample_rate

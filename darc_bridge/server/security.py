@@ -21,6 +21,23 @@ class ConfigError(DarcError):
     code = "bad_config"
 
 
+TOKEN_ENV = "DARC_BRIDGE_TOKEN"
+
+
+def read_token(token: str | None, token_file: str | None, env: dict[str, str]) -> str | None:
+    """The shared secret from --token, --token-file or $DARC_BRIDGE_TOKEN (a file or the
+    environment keeps it out of `ps`); a file's trailing newline is dropped."""
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as fh:
+                return fh.read().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the token file {token_file}: {exc.strerror or exc}") from None
+    if token is not None:
+        return token
+    return env.get(TOKEN_ENV) or None
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -46,8 +63,8 @@ class SecurityPolicy:
             )
         if self.allow_network and not self.token:
             raise ConfigError("--allow-network needs a shared secret: add --token SECRET (clients send it too)")
-        if self.token is not None and len(self.token) < 8:
-            raise ConfigError("the token is too short: use at least 8 characters")
+        if self.token is not None and (len(self.token.strip()) < 8 or self.token != self.token.strip()):
+            raise ConfigError("the token must hold at least 8 characters and no leading or trailing spaces")
         try:
             self._networks = [ipaddress.ip_network(a, strict=False) for a in self.allow_clients]
         except ValueError as exc:
