@@ -21,6 +21,7 @@ from pythonosc.osc_packet import OscPacket
 from darc_bridge import __version__
 from darc_bridge.engines import Engine, create_engine
 from darc_bridge.errors import DarcError
+from darc_bridge.server import kits as server_kits  # issue 14
 from darc_bridge.server import protocol as P
 from darc_bridge.server.config import ServerConfig
 from darc_bridge.server.files import FilePolicy
@@ -219,6 +220,9 @@ class DarcServer:
         log.info("defaults changed: %s", req.options)
         self.send(reply, "/darc/params", *self._params_args())
 
+    def _on_kits(self, req: P.Request, reply: Address) -> None:  # issue 14
+        self.send(reply, "/darc/kits", *server_kits.kit_names())
+
     def _on_status(self, req: P.Request, reply: Address) -> None:
         self.send(reply, "/darc/status", *self.status_args(req.job_id))
 
@@ -272,6 +276,7 @@ class DarcServer:
         options = {k: v for k, v in self.defaults.items()}
         options.update(req.options)
         options = fix_random_seed(options)
+        server_kits.check_job_options(options, self.engine.name, req.job_id)  # issue 14: stems, kit
         self.files.check_input(req.fields["mix"], "mix")
         if req.fields["prompt"]:
             self.files.check_input(req.fields["prompt"], "prompt")

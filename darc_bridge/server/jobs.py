@@ -21,6 +21,7 @@ from darc_bridge.audio import Audio
 from darc_bridge.engines import Engine, GenerationParams
 from darc_bridge.errors import Cancelled, DarcError
 from darc_bridge.pipeline import run_job
+from darc_bridge.server import kits as server_kits  # issue 14
 from darc_bridge.server.config import ServerConfig
 from darc_bridge.server.files import FilePolicy, remove_leftovers, reserve_outputs
 from darc_bridge.server.journal import JobRecord, Journal
@@ -40,7 +41,7 @@ def params_from_options(options: dict[str, Any]) -> GenerationParams:
         seed=options.get("seed"),
         quantize=float(options["quantize"]),
         output_sample_rate=options.get("sample_rate") or None,
-        extra={k: options[k] for k in ENGINE_EXTRA if k in options},
+        extra={**{k: options[k] for k in ENGINE_EXTRA if k in options}, **server_kits.job_extra(options)},  # 14
     ).validate()
 
 
@@ -71,12 +72,14 @@ class JobRunner:
         opts = req["options"]
         try:
             folder = self.files.output_folder(opts.get("out_dir"))
-            stem, midi = reserve_outputs(folder, opts.get("name") or f"drums-{rec.job_id}", bool(opts["midi"]))
+            reserve = server_kits.reserve_split_outputs if server_kits.job_stems(opts) == "split" else reserve_outputs  # 14
+            stem, midi = reserve(folder, opts.get("name") or f"drums-{rec.job_id}", bool(opts["midi"]))
             self._start(task, rec, stem_path=str(stem), midi_path=str(midi or ""))
             out = run_job(
                 self.engine, req["mix"], req["prompt"] or None, stem, params_from_options(opts),
                 midi_path=midi, start=opts.get("start"), end=opts.get("end"), limits=self.config.limits,
                 overwrite=False, progress=self._progress(task), cancel=task.cancel,
+                stems=server_kits.job_stems(opts),  # issue 14
             )
         except BaseException as exc:  # noqa: B036 - every failure is journalled, then re-raised if fatal
             self._failed(task, exc)
@@ -88,7 +91,7 @@ class JobRunner:
                             midi_path=midi_path, duration=out.duration, sample_rate=out.sample_rate)
         log.info("job %s done in %.2fs: %s", rec.job_id, time.monotonic() - task.started, out.stem_path)
         self.notify(rec.job_id, "/darc/done", (rec.job_id, str(out.stem_path), midi_path, float(out.duration),
-                                               int(out.sample_rate)))
+                                               int(out.sample_rate), *server_kits.done_pairs(out.pieces)))  # 14
         self.on_finished(rec.job_id)
 
     # --- recording --------------------------------------------------------------------------

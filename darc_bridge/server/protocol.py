@@ -57,6 +57,8 @@ GENERATE_OPTIONS: dict[str, Option] = {
     "top_k": Option("i", 0, 2048, 250),
     "top_p": Option("f", 0.0, 1.0, 0.0),
     "cfg_coef": Option("f", 0.0, 10.0, 3.0),
+    "stems": Option("s", default="mix"),  # issue 14: "mix" | "split" (checked in server/kits.py)
+    "kit": Option("s", default=None),  # issue 14: a kit name or an absolute path (server/kits.py)
 }
 
 RECORD_OPTIONS: dict[str, Option] = {
@@ -198,7 +200,7 @@ def guess_reply_port(address: str, args: list[Any]) -> int | None:
 
     Known addresses have it at a fixed place; for an unknown address, the first of the first two
     arguments that is a valid port."""
-    if address in ("/darc/ping", "/darc/get", "/darc/set"):
+    if address in ("/darc/ping", "/darc/get", "/darc/set", "/darc/kits"):  # issue 14: /darc/kits
         places = [0]
     elif address in ("/darc/generate", "/darc/status", "/darc/cancel", "/darc/record"):
         places = [1]
@@ -219,7 +221,7 @@ def parse_request(address: str, raw_args: list[Any]) -> Request:
     if not address.startswith(PREFIX):
         raise ProtocolError("unknown_address", f"unknown address {address[:80]!r}: requests start with {PREFIX}")
     kind = address[len(PREFIX):]
-    if kind in ("ping", "get"):
+    if kind in ("ping", "get", "kits"):  # issue 14: /darc/kits i reply_port
         _need(args, 1, "i reply_port")
         if len(args) > 1:
             raise ProtocolError("bad_request", f"/darc/{kind} takes only the reply port (got {len(args)} arguments)")
