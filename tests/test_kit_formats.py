@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from kit_support import SR, dominant_freq, hydrogen_kit, sfz_kit, tiny_sf2, tone, write_tone
 
 from darc_bridge.engines import GenerationParams
@@ -303,3 +304,22 @@ def test_debian_gm_soundfont_renders_a_layered_kit() -> None:
     hat, crash = kit.sounds["hat"][0], kit.sounds["crash"][0]
     assert hat.shape[1] < crash.shape[1]  # trimmed to where it sounds: a closed hat is short
     assert dominant_freq(kit.sounds["kick"][0], 44100) < dominant_freq(hat, 44100)
+
+
+def test_an_unusable_sample_leaves_only_its_layer_out(tmp_path: Path, caplog) -> None:
+    xml = hydrogen_kit(tmp_path)
+    sf.write(tmp_path / "kick_soft.wav", np.zeros(2000, dtype=np.float32), SR)  # silent now
+    with caplog.at_level(logging.WARNING):
+        kit = load_hydrogen(xml, SR)
+    assert len(kit.layers["kick"]) == 1 and abs(freq_of_hit(kit, KICK, 0.1) - 400) < 20  # the nearest layer
+    assert "kick_soft.wav" in caplog.text
+
+
+def test_kit_dir_is_always_a_path_even_when_a_listed_kit_has_its_name(tmp_path: Path, monkeypatch) -> None:
+    user = tmp_path / "user"
+    write_tone(user / "dusty" / "kick.wav", 100)
+    write_tone(tmp_path / "work" / "dusty" / "kick.wav", 700)
+    monkeypatch.setenv("DARC_BRIDGE_KITS", str(user))
+    monkeypatch.chdir(tmp_path / "work")
+    assert KitEngine(kit="dusty").kit_entry.path == str(user / "dusty")  # a name: the listed kit
+    assert KitEngine(kit_dir="dusty").kit_entry.path == "dusty"  # a kit_dir: the folder here

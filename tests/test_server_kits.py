@@ -107,3 +107,14 @@ def test_mix_job_sends_five_done_arguments_and_a_bad_kit_is_refused(server_kit_d
             c.generate("badstems-1", str(mix), "", {"stems": "both", "out_dir": str(server_out_dir)})
         assert info.value.code == "bad_request"
     assert os.listdir(server_out_dir) == ["drums-mix-1.wav"]
+
+
+def test_serve_passes_its_kit_to_the_engine() -> None:
+    from darc_bridge.cli.main import build_parser
+    from darc_bridge.cli.serve import engine_options
+
+    args = build_parser().parse_args(["serve", "--kit", "FluidR3_GM"])
+    assert engine_options(args) == {"kit": "FluidR3_GM"}
+    args = build_parser().parse_args(["serve", "--kit-dir", "/k/dusty"])
+    assert engine_options(args) == {"kit": "/k/dusty"}
+    assert engine_options(build_parser().parse_args(["serve"])) == {}

@@ -36,7 +36,7 @@ from darc_bridge.engines.groove import blend, grid_groove, humanise, quantize
 from darc_bridge.engines.kitfiles import load_kit
 from darc_bridge.engines.stems import STEMS_MODES, render_hits
 from darc_bridge.errors import InputError
-from darc_bridge.kits.library import KitEntry, resolve_kit
+from darc_bridge.kits.library import KitEntry, kit_at_path, resolve_kit
 from darc_bridge.rhythm.features import Onset, RhythmFeatures, RhythmSettings
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class KitEngine(Engine):
             raise InputError(f"kit folder not found: {kit_dir}")
         if kit_dir is not None and not Path(kit_dir).is_dir():
             raise InputError(f"kit path is not a folder: {kit_dir}")
-        self.kit_entry: KitEntry = resolve_kit(str(Path(kit_dir)) if kit_dir is not None else kit)
+        self.kit_entry: KitEntry = kit_at_path(kit_dir) if kit_dir is not None else resolve_kit(kit)
         self.kit_dir = self.kit_entry.path or None
         self.beat_method = beat_method
         self.beat_this_checkpoint = beat_this_checkpoint

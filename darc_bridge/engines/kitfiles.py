@@ -52,55 +52,53 @@ def _finish(name: str, sample_rate: int, layers: dict[str, list[VelocityLayer]])
     return DrumKit(name, int(sample_rate), sounds, {p: layers[p] for p in PIECES if p in layers})
 
 
-def _grouped(items: Iterable[tuple[float, float, np.ndarray]]) -> list[VelocityLayer]:
-    """(lo, hi, sample) triples -> one layer per distinct range, samples in the given order."""
+def _grouped(items: Iterable[tuple[float, float, np.ndarray | None]]) -> list[VelocityLayer]:
+    """(lo, hi, sample) triples -> one layer per distinct range, samples in the given order (None:
+    an unusable sample, left out)."""
     out: dict[tuple[float, float], list[np.ndarray]] = {}
     for lo, hi, x in items:
-        out.setdefault((round(lo, 6), round(hi, 6)), []).append(x)
+        if x is not None:
+            out.setdefault((round(lo, 6), round(hi, 6)), []).append(x)
     return [VelocityLayer(lo, hi, xs) for (lo, hi), xs in out.items()]
 
 
 class _Reader:
-    """Reads each sample file once per kit (layers and pieces may share files)."""
+    """Reads each sample file once per kit (layers and pieces may share files); an unusable file
+    (unreadable, silent) is left out of its layer with a warning, like a missing one."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, kit_name: str, sample_rate: int) -> None:
+        self.kit_name = kit_name
         self.sample_rate = int(sample_rate)
-        self._cache: dict[Path, np.ndarray] = {}
+        self._cache: dict[Path, np.ndarray | None] = {}
 
-    def __call__(self, path: Path, gain: float) -> np.ndarray:
+    def __call__(self, path: Path, gain: float) -> np.ndarray | None:
         if path not in self._cache:
-            self._cache[path] = _read_one_shot(path, self.sample_rate)
+            try:
+                self._cache[path] = _read_one_shot(path, self.sample_rate)
+            except InputError as e:
+                log.warning("kit %s: sample left out: %s", self.kit_name, e)
+                self._cache[path] = None
         x = self._cache[path]
-        return x if gain == 1.0 else (x * np.float32(gain))
+        return x if x is None or gain == 1.0 else (x * np.float32(gain))
 
 
 def load_hydrogen(path: str | Path, sample_rate: int) -> DrumKit:
     """A Hydrogen drumkit: per piece its first instrument (the kit's main kick, snare...), each
     instrument layer a velocity range (Hydrogen's min/max are already 0..1)."""
     hk = read_drumkit(path)
-    read = _Reader(sample_rate)
-    layers: dict[str, list[VelocityLayer]] = {}
-    for piece, instruments in hk.by_piece().items():
-        inst = instruments[0]
-        try:
-            layers[piece] = _grouped((la.min_velocity, la.max_velocity, read(la.path, inst.gain * la.gain))
-                                     for la in inst.layers)
-        except InputError as e:
-            log.warning("Hydrogen kit %s: %s left out (%s)", hk.name, piece, e)
+    read = _Reader(hk.name, sample_rate)
+    layers = {piece: _grouped((la.min_velocity, la.max_velocity, read(la.path, inst[0].gain * la.gain))
+                              for la in inst[0].layers)
+              for piece, inst in hk.by_piece().items()}
     return _finish(hk.name, sample_rate, layers)
 
 
 def load_sfz(path: str | Path, sample_rate: int) -> DrumKit:
     """An SFZ kit: per piece the regions of its GM key, grouped by velocity range (lovel..hivel)."""
     kit = read_sfz(path)
-    read = _Reader(sample_rate)
-    layers: dict[str, list[VelocityLayer]] = {}
-    for piece, regions in kit.by_piece().items():
-        try:
-            layers[piece] = _grouped((strength_of(r.lovel), strength_of(r.hivel), read(r.sample, r.gain))
-                                     for r in regions)
-        except InputError as e:
-            log.warning("SFZ kit %s: %s left out (%s)", kit.name, piece, e)
+    read = _Reader(kit.name, sample_rate)
+    layers = {piece: _grouped((strength_of(r.lovel), strength_of(r.hivel), read(r.sample, r.gain)) for r in regions)
+              for piece, regions in kit.by_piece().items()}
     return _finish(kit.name, sample_rate, layers)
 
 
