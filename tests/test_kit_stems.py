@@ -169,3 +169,24 @@ def test_generate_cli_unknown_kit_is_exit_status_2(mix_file: Path, tmp_path: Pat
     assert code == 2
     assert "unknown kit 'nope-kit'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_midi_beside_split_stems_holds_each_stems_hits(mix_file: Path, tmp_path: Path) -> None:
+    """The MIDI track a DAW builds its clip from: GM notes on channel 10 at the song tempo, each note's
+    hit starting on the stem of its piece."""
+    import mido
+
+    from darc_bridge.rhythm.midi import read_midi_onsets
+
+    out, midi = tmp_path / "take.wav", tmp_path / "take.mid"
+    res = run_job(KitEngine(), mix_file, None, out, GenerationParams(temperature=0), midi_path=midi, stems="split")
+    notes = [m for m in mido.MidiFile(midi) if m.type == "note_on"]
+    assert notes and {m.channel for m in notes} == {9} and {m.note for m in notes} == {36, 38, 42}
+    tempo = next(m.tempo for m in mido.MidiFile(midi) if m.type == "set_tempo")
+    assert mido.tempo2bpm(tempo) == pytest.approx(res.info["tempo"], abs=0.01)
+    stems = {p: sf.read(path, always_2d=True)[0] for p, path in res.pieces.items()}
+    for o in read_midi_onsets(midi):
+        start, x = int(round(o.time * SR)), stems[stem_of_class(o.cls)]
+        level = np.max(np.abs(x[start:start + SR // 50]))
+        before = np.max(np.abs(x[max(0, start - SR // 200):start])) if start else 0.0
+        assert level > 0.05 and level > 2 * before, o  # the note's hit starts on its piece's stem
