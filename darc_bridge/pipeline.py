@@ -2,7 +2,8 @@
 
 Validate everything first (inputs, outputs, parameters), then run the engine, then check that
 every output can be made, then write them all together (darc_bridge.outputs): a failure leaves
-no partial output and no orphan stem.
+no partial output and no orphan stem. With `stems="split"` the per-piece stems (`X.kick.wav`,
+`X.snare.wav`...) join the same all-or-none set as further outputs.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from darc_bridge.engines import (
     ProgressCallback,
     no_progress,
 )
+from darc_bridge.engines.stems import STEM_PIECES, STEMS_MODES
 from darc_bridge.errors import InputError, OutputError
 from darc_bridge.outputs import OutputFile, OutputFolder, Planned, commit_outputs
 
@@ -42,6 +44,17 @@ class JobOutputs:
     sample_rate: int
     info: dict
     files: dict[str, Path] = field(default_factory=dict)  # every output by role ("stem", "midi", ...)
+
+    @property
+    def pieces(self) -> dict[str, Path]:
+        """The per-piece stems written (stems="split"), in STEM_PIECES order."""
+        return {p: self.files[p] for p in STEM_PIECES if p in self.files}
+
+
+def piece_paths(out_path: str | os.PathLike) -> dict[str, Path]:
+    """Where the per-piece stems of `X.wav` go: `X.kick.wav`, `X.snare.wav`, ... (STEM_PIECES order)."""
+    out = Path(out_path)
+    return {p: out.with_name(f"{out.stem}.{p}{out.suffix or '.wav'}") for p in STEM_PIECES}
 
 
 def load_inputs(
@@ -83,6 +96,7 @@ class OutputPlan:
     tag: str
     on_planned: Planned | None = None
     midi_optional: bool = True  # an engine that followed no rhythm (DARC without a prompt): no MIDI
+    stems: str = "mix"  # "split": the per-piece stems join the set (numbered with it on a clash)
 
 
 def _wav_writer(samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT"):
@@ -144,21 +158,35 @@ def run_job(
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
     plan: OutputPlan | None = None,
+    stems: str = "mix",
 ) -> JobOutputs:
     """Generate a drum stem for a region of `mix_path` following `prompt_path`; write the stem (and
-    MIDI) together or not at all: to `out_path`/`midi_path` (the CLI), or as `plan` says (the daemon)."""
+    MIDI) together or not at all: to `out_path`/`midi_path` (the CLI), or as `plan` says (the daemon).
+
+    `stems`: "mix" (the stem only) or "split" (also one stem per kit piece that plays; kit engine)."""
     params.validate()
+    stems = plan.stems if plan is not None else stems
+    if stems not in STEMS_MODES:
+        raise InputError(f"stems must be one of {', '.join(STEMS_MODES)}, got {stems!r}")
+    if stems == "split":
+        if not getattr(engine, "renders_pieces", False):
+            raise InputError(f"the {engine.name} engine renders one mixed stem only; per-piece stems "
+                             f"(stems split) need the kit engine")
+        params = replace(params, extra={**params.extra, "stems": "split"})
     folders: list[OutputFolder] = []
     try:
         if plan is not None:
             files = {"stem": (plan.folder, plan.name, ".wav")}
             if plan.midi:
                 files["midi"] = (plan.folder, plan.name, ".mid")
+            if stems == "split":
+                files.update({p: (plan.folder, plan.name, f".{p}.wav") for p in STEM_PIECES})
         else:
             if out_path is None:
                 raise OutputError("no output path given")
             files = {}
-            for role, path in (("stem", out_path), ("midi", midi_path)):
+            pieces = piece_paths(out_path) if stems == "split" else {}
+            for role, path in (("stem", out_path), ("midi", midi_path), *pieces.items()):
                 if path:
                     p = check_output_path(path, overwrite=overwrite)
                     folders.append(OutputFolder.open(p.parent.resolve()))
@@ -172,6 +200,12 @@ def run_job(
         if plan is not None and plan.midi_optional and result.rhythm is None and "midi" in files:
             log.info("the engine followed no rhythm: no MIDI file is written")
             del files["midi"]
+        if stems == "split":
+            if result.pieces is None:
+                raise InputError(f"the {engine.name} engine returned no per-piece stems")
+            for p in STEM_PIECES:  # only the pieces that play are written
+                if p not in result.pieces:
+                    files.pop(p, None)
         progress("write", 0.0)
         written = write_outputs(result, files, plan.tag if plan else secrets.token_hex(8),
                                 overwrite=overwrite and plan is None, numbered=plan is not None,

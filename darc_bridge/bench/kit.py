@@ -14,6 +14,8 @@ from pathlib import Path
 from darc_bridge.bench.common import BenchRow, run_isolated
 
 REGIONS = (30.0, 180.0)
+HYDROGEN_KIT = "/usr/share/hydrogen/data/drumkits/The Black Pearl 1.0/drumkit.xml"  # Debian hydrogen-drumkits
+SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # Debian fluid-soundfont-gm
 BPM = 112.0
 
 
@@ -47,24 +49,29 @@ def rhythm_case(seconds: float) -> dict:
     return {"seconds": elapsed, "first_call_s": first, "onsets": len(features.onsets), "x_realtime": seconds / elapsed}
 
 
-def generate_case(seconds: float) -> dict:
-    """Time files-to-files generation (load, beats, rhythm, render, write stem + MIDI)."""
+def generate_case(seconds: float, stems: str = "mix", kit: str | None = None) -> dict:
+    """Time files-to-files generation (load, beats, rhythm, render, write stem + MIDI; with
+    stems="split" also the per-piece stems), on the built-in kit or `kit` (a name or path)."""
     from darc_bridge.engines import GenerationParams, create_engine
     from darc_bridge.pipeline import run_job
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         mix_path, prompt_path = _material(folder, seconds)
-        engine = create_engine("kit")
+        engine = create_engine("kit", kit=kit)
+        t0 = time.perf_counter()
+        engine.kit(44100)  # read (or render) the kit's samples: part of load(), timed on its own
+        kit_load = time.perf_counter() - t0
         engine.load()
         timings = []
         for run in range(2):  # the first job in a fresh process pays one-off costs; the daemon stays warm
             t0 = time.perf_counter()
             out = run_job(engine, mix_path, prompt_path, folder / f"drums{run}.wav", GenerationParams(seed=0),
-                          midi_path=folder / f"drums{run}.mid", limits=_limits())
+                          midi_path=folder / f"drums{run}.mid", limits=_limits(), stems=stems)
             timings.append(time.perf_counter() - t0)
     first, warm = timings
-    return {"seconds": warm, "first_job_s": first, "x_realtime": seconds / warm, "stem_s": out.duration}
+    return {"seconds": warm, "first_job_s": first, "x_realtime": seconds / warm, "stem_s": out.duration,
+            "stems": len(out.pieces), "kit_load_s": kit_load}
 
 
 def _limits():
@@ -80,4 +87,9 @@ def cases() -> list[BenchRow]:
         rows.append(run_isolated("kit", f"rhythm extraction {label}", "darc_bridge.bench.kit:rhythm_case", seconds))
         rows.append(run_isolated("kit", f"kit generate end-to-end {label}", "darc_bridge.bench.kit:generate_case",
                                  seconds))
+    # issue 14: a recorded kit and per-piece stems (five more float WAVs), where the kits are installed
+    for kit, label in ((HYDROGEN_KIT, "Hydrogen kit"), (SOUNDFONT, "GM SoundFont")):
+        if Path(kit).exists():
+            rows.append(run_isolated("kit", f"kit generate --stems split, {label}, 180s",
+                                     "darc_bridge.bench.kit:generate_case", 180.0, "split", kit))
     return rows

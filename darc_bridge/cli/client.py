@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from darc_bridge.client import kits as client_kits  # issue 14
 from darc_bridge.client.client import ClientError, DarcClient, NoReply, new_job_id
 from darc_bridge.client.status_file import StatusFile
 from darc_bridge.server.security import ConfigError, read_token
@@ -43,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--name", default=None, help="base name of the output files")
     g.add_argument("--no-midi", action="store_true", help="do not write the followed rhythm as MIDI")
     g.add_argument("--sample-rate", type=int, default=None)
+    client_kits.add_generate_flags(g)  # issue 14: --stems, --kit
     _job_args(g)
+    client_kits.add_kits_command(sub, parents=[common])  # issue 14: client kits [--json]
     s = sub.add_parser("status", help="state of a job", parents=[common])
     s.add_argument("job_id")
     c = sub.add_parser("cancel", help="cancel a queued or running job", parents=[common])
@@ -100,6 +103,7 @@ def generate_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["name"] = args.name
     if args.no_midi:
         opts["midi"] = 0
+    opts.update(client_kits.generate_options(args))  # issue 14
     return opts
 
 
@@ -176,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
             if cmd == "ping":
                 _print(client.ping())
                 return 0
+            if cmd == "kits":  # issue 14
+                return client_kits.run_kits(client, args.json)
             if cmd in ("status", "cancel"):
                 state = client.status(args.job_id) if cmd == "status" else client.cancel(args.job_id)
                 _print(state)

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", default=None, help="the rhythm prompt recording (omit: play a groove on the beat grid)")
     p.add_argument("--out", required=True, help="output drum stem (32-bit float WAV)")
     p.add_argument("--midi", default=None, help="also write the rhythm that was played as a General MIDI file")
+    p.add_argument("--stems", choices=("mix", "split"), default="mix",
+                   help="split: also write one stem per kit piece that plays beside --out X.wav (X.kick.wav, "
+                        "X.snare.wav, X.hats.wav, X.toms.wav, X.cymbals.wav); kit engine (default %(default)s)")
     p.add_argument("--start", type=float, default=None, help="region start in the mix, seconds")
     p.add_argument("--end", type=float, default=None, help="region end in the mix, seconds")
     p.add_argument("--max-duration", type=float, default=600.0, help="refuse regions longer than this (seconds)")
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         outputs = run_job(
             engine, args.mix, args.prompt, args.out, params,
             midi_path=args.midi, start=args.start, end=args.end,
-            limits=AudioLimits(max_duration_s=args.max_duration), progress=progress,
+            limits=AudioLimits(max_duration_s=args.max_duration), progress=progress, stems=args.stems,
         )
     finally:
         bar.close()
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         "midi_path": str(outputs.midi_path) if outputs.midi_path else "",
         "duration": round(outputs.duration, 4),
         "sample_rate": outputs.sample_rate,
+        "stems": {piece: str(path) for piece, path in outputs.pieces.items()},
         **{k: v for k, v in outputs.info.items() if isinstance(v, int | float | str)},
     }
     if args.json:
@@ -72,4 +76,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"drum stem: {outputs.stem_path} ({outputs.duration:.2f}s, {outputs.sample_rate} Hz)")
         if outputs.midi_path:
             print(f"rhythm MIDI: {outputs.midi_path}")
+        for piece, path in outputs.pieces.items():
+            print(f"{piece} stem: {path}")
     return 0

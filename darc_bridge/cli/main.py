@@ -13,6 +13,7 @@ from darc_bridge.errors import DarcError
 # Subcommand modules under darc_bridge.cli; each defines register(subparsers) and sets args.func.
 COMMANDS = [
     "generate",
+    "kits",
     "rhythm",
     "serve",
     "client",

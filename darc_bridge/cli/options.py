@@ -25,7 +25,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="kit: built-in drum kit (no weights needed); darc: the DARC model (needs --checkpoint)")
     p.add_argument("--checkpoint", default=None, help="DARC checkpoint directory (engine darc)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (engine darc)")
-    p.add_argument("--kit-dir", default=None, help="folder of drum samples for the kit engine (default: built-in kit)")
+    p.add_argument("--kit", "--kit-dir", dest="kit", default=None, metavar="NAME|PATH",
+                   help="kit engine: a kit name from `darc-bridge kits`, or a path to a folder of WAVs, a Hydrogen "
+                        "drumkit.xml (or its folder), an .sfz or an .sf2 file (default: built-in kit)")
     p.add_argument("--top-k", type=int, default=None, help="darc: top-k sampling, 0 = off (default: the checkpoint's)")
     p.add_argument("--top-p", type=float, default=None, help="darc: nucleus sampling, 0 = off")
     p.add_argument("--cfg-coef", type=float, default=None, help="darc: classifier-free guidance coefficient (default: the checkpoint's)")
@@ -52,4 +54,4 @@ def engine_from_args(args: argparse.Namespace):
         if not args.checkpoint:
             raise InputError("--engine darc needs --checkpoint DIR (make one with `darc-bridge model init`)")
         return create_engine("darc", checkpoint=args.checkpoint, device=args.device)
-    return create_engine("kit", kit_dir=args.kit_dir)
+    return create_engine("kit", kit=args.kit)

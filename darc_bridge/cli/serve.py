@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=9001, help="UDP port (default 9001)")
     p.add_argument("--engine", choices=ENGINE_NAMES, default="kit", help="drum engine (default: kit)")
-    p.add_argument("--kit-dir", type=Path, default=None, help="kit engine: folder of drum samples")
+    p.add_argument("--kit", "--kit-dir", dest="kit", default=None, metavar="NAME|PATH",  # issue 14: kits
+                   help="kit engine: the daemon's kit, a name from `darc-bridge kits` or a kit path")
     p.add_argument("--checkpoint", type=Path, default=None, help="darc engine: checkpoint folder")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="darc engine: device")
     p.add_argument("--output-dir", type=Path, default=None,
@@ -67,7 +68,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def engine_options(args: argparse.Namespace) -> dict:
     if args.engine == "kit":
-        return {"kit_dir": args.kit_dir} if args.kit_dir else {}
+        return {"kit": args.kit} if args.kit else {}  # issue 14: kits
     if not args.checkpoint:
         raise InputError("--engine darc needs --checkpoint DIR (a folder made by `darc-bridge model init` or training)")
     return {"checkpoint": str(args.checkpoint), "device": args.device, "warmup": not args.no_warmup}

@@ -71,7 +71,7 @@ def job_state(reply: Reply) -> dict[str, Any]:
         d.update(state="running", stage=a[1], fraction=float(a[2]))
     elif reply.address == "/darc/done":
         d.update(state="done", stage="write", fraction=1.0, stem_path=a[1], midi_path=a[2], duration=float(a[3]),
-                 sample_rate=int(a[4]))
+                 sample_rate=int(a[4]), stems=piece_stems(a))  # issue 14: trailing piece/path pairs
     elif reply.address == "/darc/recorded":
         d.update(state="done", stage="record", fraction=1.0, stem_path=a[1], duration=float(a[2]),
                  sample_rate=int(a[3]))
@@ -79,6 +79,12 @@ def job_state(reply: Reply) -> dict[str, Any]:
         d.update(state="cancelled" if a[1] == "cancelled" else "error", error_code=a[1], error_message=a[2])
     d["fraction"] = float(d["fraction"])
     return d
+
+
+def piece_stems(args: list[Any]) -> dict[str, str]:  # issue 14
+    """`/darc/done` arguments after the first five: piece/path pairs -> {piece: path}."""
+    rest = args[5:]
+    return {str(rest[i]): str(rest[i + 1]) for i in range(0, len(rest) - 1, 2)}
 
 
 class DarcClient:
@@ -160,6 +166,9 @@ class DarcClient:
         r = self.request("/darc/ping", (self.reply_port,), ("/darc/pong",))
         keys = ("version", "engine", "device", "model_loaded", "queue_length", "protocol")
         return dict(zip(keys, r.args, strict=False))
+
+    def kits(self) -> list[str]:  # issue 14: /darc/kits
+        return [str(n) for n in self.request("/darc/kits", (self.reply_port,), ("/darc/kits",)).args]
 
     def get_params(self) -> dict[str, Any]:
         r = self.request("/darc/get", (self.reply_port,), ("/darc/params",))

@@ -12,7 +12,8 @@ from typing import Any
 
 from darc_bridge.audio.io import atomic_write
 
-FIELDS = ("job_id", "state", "stage", "fraction", "stem_path", "midi_path", "error_code", "error_message")
+FIELDS = ("job_id", "state", "stage", "fraction", "stem_path", "midi_path", "error_code", "error_message",
+          "stems")  # issue 14: {"kick": path, ...}, {} when mix only
 
 
 class StatusFile:
@@ -22,6 +23,7 @@ class StatusFile:
         self.path = Path(path) if path else None
         self.state: dict[str, Any] = {k: "" for k in FIELDS}
         self.state["fraction"] = 0.0
+        self.state["stems"] = {}  # issue 14
         self._last_written: dict[str, Any] | None = None
 
     def update(self, **changes: Any) -> None:

@@ -86,6 +86,9 @@ class GenerationResult:
     rhythm: RhythmFeatures | None = None  # the rhythm that was followed (prompt fitted to the region)
     beat_grid: BeatGrid | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # Per-piece stems (kick, snare, hats, toms, cymbals; only those that play), each like `stem`, sample-
+    # aligned with it and summing to it; None when the engine renders the mix only.
+    pieces: dict[str, np.ndarray] | None = None
 
     @property
     def duration(self) -> float:

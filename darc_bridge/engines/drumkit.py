@@ -48,20 +48,35 @@ NAME_PREFIXES = (
 )
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
 MAX_SAMPLE_S = 4.0  # longer one-shots are cut (with a fade) to bound memory and render time
+TAIL_DBFS = -60.0  # a one-shot must end this far below its peak, or its cut-off clicks
+TAIL_FADE_S = 0.05  # fade for tails that end louder: short enough to keep the sound, long enough not to click
 CEILING_DBFS = -1.0
 MASTER_GAIN = 0.6  # built-in pieces peak near 1; typical grooves then stay below the ceiling
 
 
 @dataclass
+class VelocityLayer:
+    """The samples a piece plays for hit strengths in [lo, hi] (0..1); several are alternated."""
+
+    lo: float
+    hi: float
+    samples: list[np.ndarray]
+
+
+@dataclass
 class DrumKit:
-    """One-shots per piece, each (2, n) float32 at `sample_rate`; several per piece are alternated."""
+    """One-shots per piece, each (2, n) float32 at `sample_rate`; several per piece are alternated.
+
+    Recorded kits (Hydrogen, SFZ, SoundFont) also have `layers`: per piece, velocity layers sorted by
+    strength; `sounds` then holds each piece's loudest layer (for callers that know no velocity)."""
 
     name: str
     sample_rate: int
     sounds: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    layers: dict[str, list[VelocityLayer]] = field(default_factory=dict)
 
     def pieces(self) -> list[str]:
-        return [p for p in PIECES if self.sounds.get(p)]
+        return [p for p in PIECES if self.sounds.get(p) or self.layers.get(p)]
 
     def sound_for(self, cls: int) -> list[np.ndarray]:
         """The samples a rhythm class plays: its own piece, else a fallback, else the built-in piece."""
@@ -70,6 +85,21 @@ class DrumKit:
             if self.sounds.get(name):
                 return self.sounds[name]
         return builtin_kit(self.sample_rate).sounds[piece]
+
+    def layer_for(self, cls: int, strength: float) -> tuple[tuple[str, int], list[np.ndarray]]:
+        """The samples a hit of class `cls` and `strength` plays, and a key naming that layer (for
+        round-robin counters): the velocity layer holding the strength (else the nearest one) of the
+        class's piece or its fallback; kits without layers play `sound_for`."""
+        piece = PIECES[min(max(int(cls), 0), len(PIECES) - 1)]
+        for name in (piece, *FALLBACKS[piece]):
+            if self.layers.get(name):
+                layers = self.layers[name]
+                s = float(np.clip(strength, 0.0, 1.0))
+                i = min(range(len(layers)), key=lambda k: (max(layers[k].lo - s, s - layers[k].hi, 0.0), -k))
+                return (name, i), layers[i].samples
+            if self.sounds.get(name):
+                return (name, 0), self.sounds[name]
+        return (piece, -1), builtin_kit(self.sample_rate).sounds[piece]
 
 
 # ---------------------------------------------------------------- built-in synthesised kit
@@ -203,14 +233,24 @@ def _read_one_shot(path: Path, sample_rate: int) -> np.ndarray:
         import librosa
 
         x = librosa.resample(x, orig_sr=int(sr), target_sr=sample_rate, res_type="soxr_hq")
-    max_n = int(MAX_SAMPLE_S * sample_rate)
-    if x.shape[1] > max_n:
-        fade = int(0.05 * sample_rate)
-        x = x[:, :max_n].copy()
-        x[:, -fade:] *= np.linspace(1.0, 0.0, fade)
     if float(np.max(np.abs(x))) < 1e-4:
         raise InputError(f"kit sample is silent: {path}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return fade_tail(x, sample_rate)
+
+
+def fade_tail(x: np.ndarray, sample_rate: int, max_s: float = MAX_SAMPLE_S) -> np.ndarray:
+    """Cut a one-shot to `max_s` and, if its last millisecond is still above TAIL_DBFS of its peak
+    (a cut cymbal, a SoundFont slot, a sample trimmed short), fade its last TAIL_FADE_S out so it ends
+    far below TAIL_DBFS: a sample that stops while still ringing clicks."""
+    x = np.array(x[:, : int(max_s * sample_rate)], dtype=np.float32)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    last_ms = max(1, int(0.001 * sample_rate))
+    if peak == 0.0 or float(np.max(np.abs(x[:, -last_ms:]))) <= peak * 10.0 ** (TAIL_DBFS / 20.0):
+        return np.ascontiguousarray(x)
+    n = min(x.shape[1], max(int(TAIL_FADE_S * sample_rate), last_ms * 4))
+    ramp = 0.5 * (1.0 + np.cos(np.pi * np.arange(1, n + 1) / n))  # 1 -> 0, raised cosine
+    x[:, -n:] *= (ramp * ramp).astype(np.float32)  # squared: the last millisecond is below -100 dB
+    return np.ascontiguousarray(x)
 
 
 def load_kit_folder(path: str | Path, sample_rate: int = 44100) -> DrumKit:

@@ -4,6 +4,10 @@ It plays the prompt's rhythm on a drum kit, fitted to the mix: beat grid of the 
 of the prompt (looped or trimmed to the region) -> blend with the grid's own groove by
 rhythm_strength -> quantise toward 16ths -> humanise by temperature -> render. The hits it
 renders are the rhythm it reports, so MIDI export matches the audio exactly.
+
+The kit is the built-in one, or any kit a user names (darc_bridge.kits.library: a folder of WAVs, a
+Hydrogen drumkit, an SFZ or a SoundFont), set for the engine or per job (`params.extra["kit"]`);
+`params.extra["stems"] == "split"` also renders one stem per kit piece (`GenerationResult.pieces`).
 """
 
 from __future__ import annotations
@@ -27,12 +31,17 @@ from darc_bridge.engines.base import (
     ProgressCallback,
     no_progress,
 )
-from darc_bridge.engines.drumkit import DrumKit, builtin_kit, load_kit_folder, render_onsets
+from darc_bridge.engines.drumkit import DrumKit
 from darc_bridge.engines.groove import blend, grid_groove, humanise, quantize
+from darc_bridge.engines.kitfiles import load_kit
+from darc_bridge.engines.stems import STEMS_MODES, render_hits
 from darc_bridge.errors import InputError
+from darc_bridge.kits.library import KitEntry, kit_at_path, resolve_kit
 from darc_bridge.rhythm.features import Onset, RhythmFeatures, RhythmSettings
 
 log = logging.getLogger(__name__)
+
+JOB_KITS_KEPT = 2  # kits named by jobs stay loaded (a user switching between two kits waits once for each)
 
 
 def _fresh_seed() -> int:
@@ -41,9 +50,10 @@ def _fresh_seed() -> int:
 
 
 class KitEngine(Engine):
-    """Plays the prompt's rhythm on a synthesised kit or a folder of the user's samples."""
+    """Plays the prompt's rhythm on the built-in kit or a kit of the user's (any format)."""
 
     name = "kit"
+    renders_pieces = True  # GenerationResult.pieces with params.extra["stems"] == "split"
 
     def __init__(
         self,
@@ -51,18 +61,24 @@ class KitEngine(Engine):
         beat_method: str = "librosa",
         beat_this_checkpoint: str | None = None,
         rhythm_settings: RhythmSettings = RhythmSettings(),
+        kit: str | os.PathLike | None = None,
     ) -> None:
+        """`kit`: a kit name (`darc-bridge kits`) or path; `kit_dir` is the older name for a kit path
+        (a folder of samples)."""
         if beat_method not in METHODS:
             raise InputError(f"unknown beat method {beat_method!r}; choose one of: {', '.join(METHODS)}")
+        if kit is not None and kit_dir is not None:
+            raise InputError("give the kit once: kit or kit_dir, not both")
         if kit_dir is not None and not Path(kit_dir).exists():
             raise InputError(f"kit folder not found: {kit_dir}")
         if kit_dir is not None and not Path(kit_dir).is_dir():
             raise InputError(f"kit path is not a folder: {kit_dir}")
-        self.kit_dir = str(kit_dir) if kit_dir is not None else None
+        self.kit_entry: KitEntry = kit_at_path(kit_dir) if kit_dir is not None else resolve_kit(kit)
+        self.kit_dir = self.kit_entry.path or None
         self.beat_method = beat_method
         self.beat_this_checkpoint = beat_this_checkpoint
         self.rhythm_settings = rhythm_settings
-        self._kits: dict[int, DrumKit] = {}
+        self._kits: dict[tuple[KitEntry, int], DrumKit] = {}
         self._loaded = False
 
     # ------------------------------------------------------------ Engine interface
@@ -80,19 +96,24 @@ class KitEngine(Engine):
             "engine": self.name,
             "device": "cpu",
             "loaded": self._loaded,
-            "kit": self.kit_dir or "builtin",
+            "kit": self.kit_entry.path or self.kit_entry.name,
             "beat_method": self.beat_method,
         }
 
-    def kit(self, sample_rate: int) -> DrumKit:
-        """The kit at `sample_rate`, read (and resampled) once per rate."""
-        sample_rate = int(sample_rate)
-        if sample_rate not in self._kits:
-            if self.kit_dir is None:
-                self._kits[sample_rate] = builtin_kit(sample_rate)
-            else:
-                self._kits[sample_rate] = load_kit_folder(self.kit_dir, sample_rate)
-        return self._kits[sample_rate]
+    def kit(self, sample_rate: int, spec: str | os.PathLike | None = None) -> DrumKit:
+        """The engine's kit (or the kit `spec` names) at `sample_rate`, read and resampled once per
+        rate. Of the kits named by jobs, the JOB_KITS_KEPT used last stay loaded."""
+        entry = self.kit_entry if spec is None or str(spec) == "" else resolve_kit(spec)
+        key = (entry, int(sample_rate))
+        if key in self._kits:
+            self._kits[key] = self._kits.pop(key)  # most recently used last
+            return self._kits[key]
+        kit = load_kit(entry, int(sample_rate))
+        job_kits = [k for k in self._kits if k[0] != self.kit_entry]
+        if entry != self.kit_entry and len(job_kits) >= JOB_KITS_KEPT:
+            del self._kits[job_kits[0]]
+        self._kits[key] = kit
+        return kit
 
     def generate(
         self,
@@ -177,8 +198,12 @@ class KitEngine(Engine):
         if cancel is not None:
             cancel.raise_if_cancelled()
         progress("render", 0.0)
-        kit = self.kit(sample_rate)
-        stem = render_onsets(hits, n_frames, sample_rate, kit, rng if params.temperature > 0 else None)
+        stems = params.extra.get("stems") or "mix"
+        if stems not in STEMS_MODES:
+            raise InputError(f"stems must be one of {', '.join(STEMS_MODES)}, got {stems!r}")
+        kit = self.kit(sample_rate, params.extra.get("kit"))
+        stem, pieces = render_hits(hits, n_frames, sample_rate, kit, rng if params.temperature > 0 else None,
+                                   split=stems == "split")
         progress("render", 1.0)
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -198,4 +223,5 @@ class KitEngine(Engine):
             "peak_dbfs": round(float(20 * np.log10(max(float(np.max(np.abs(stem))) if stem.size else 0, 1e-12))), 2),
         }
         log.info("kit: %d hits at %.1f BPM, seed %d", len(hits), grid.tempo, seed)
-        return GenerationResult(stem=stem, sample_rate=sample_rate, rhythm=played, beat_grid=grid, info=info)
+        return GenerationResult(stem=stem, sample_rate=sample_rate, rhythm=played, beat_grid=grid, info=info,
+                                pieces=pieces)

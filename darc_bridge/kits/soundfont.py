@@ -64,8 +64,10 @@ def render_gm_notes(
     track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
     track.append(mido.Message("program_change", channel=9, program=int(program), time=0))
     for i, (note, vel) in enumerate(hits):
+        if i:  # all sound off at the slot's end: a long cymbal must not ring on into the next slot
+            track.append(mido.Message("control_change", channel=9, control=120, value=0, time=slot_ticks - 1))
         track.append(mido.Message("note_on", channel=9, note=int(note), velocity=int(np.clip(vel, 1, 127)),
-                                  time=0 if i == 0 else slot_ticks - 1))
+                                  time=0))
         track.append(mido.Message("note_off", channel=9, note=int(note), velocity=0, time=1))
     track.append(mido.MetaMessage("end_of_track", time=slot_ticks))
     with tempfile.TemporaryDirectory(prefix="darc-sf2-") as tmp:

@@ -25,6 +25,7 @@ from pythonosc.osc_packet import OscPacket
 from darc_bridge import __version__
 from darc_bridge.engines import Engine, create_engine
 from darc_bridge.errors import DarcError
+from darc_bridge.server import kits as server_kits  # issue 14
 from darc_bridge.server import protocol as P
 from darc_bridge.server.config import ServerConfig
 from darc_bridge.server.files import FilePolicy
@@ -109,7 +110,7 @@ class DarcServer:
         self.rec_worker = Worker("record", self.runner.run_record, config.queue_size)
         # One handler per request route (protocol.ROUTES holds each address's layout and policy).
         self.handlers: dict[str, Callable[[P.Request, Address], None]] = {
-            "ping": self._on_ping, "get": self._on_get, "set": self._on_set, "status": self._on_status,
+            "ping": self._on_ping, "get": self._on_get, "kits": self._on_kits, "set": self._on_set, "status": self._on_status,
             "cancel": self._on_cancel, "generate": self._on_generate, "record": self._on_record,
         }
         missing = {r.kind for r in P.ROUTES.values() if r.answer} - set(self.handlers)
@@ -301,6 +302,9 @@ class DarcServer:
         log.info("defaults changed: %s", req.options)
         self.send(reply, "/darc/params", *self._params_args(), budget=budget)
 
+    def _on_kits(self, req: P.Request, reply: Address, budget: list[int]) -> None:  # issue 14
+        self.send(reply, "/darc/kits", *server_kits.kit_names(), budget=budget)
+
     def _on_status(self, req: P.Request, reply: Address, budget: list[int]) -> None:
         self.send(reply, "/darc/status", *self.status_args(req.job_id), budget=budget)
 
@@ -358,6 +362,7 @@ class DarcServer:
         options = {k: v for k, v in self.defaults.items() if v is not None}  # None: the model's / mix's value
         options.update(req.options)
         options = fix_random_seed(options)
+        server_kits.check_job_options(options, self.engine.name, req.job_id)  # issue 14: stems, kit
         self.files.check_input(req.fields["mix"], "mix")
         if req.fields["prompt"]:
             self.files.check_input(req.fields["prompt"], "prompt")

@@ -26,6 +26,7 @@ from darc_bridge.engines import Engine, GenerationParams
 from darc_bridge.errors import Cancelled, DarcError
 from darc_bridge.outputs import is_same_file, temp_names
 from darc_bridge.pipeline import OutputPlan, run_job
+from darc_bridge.server import kits as server_kits  # issue 14
 from darc_bridge.server.config import ServerConfig
 from darc_bridge.server.files import FilePolicy
 from darc_bridge.server.journal import JobRecord, Journal, JournalError
@@ -47,7 +48,8 @@ def params_from_options(options: dict[str, Any]) -> GenerationParams:
         seed=options.get("seed"),
         quantize=float(options["quantize"]),
         output_sample_rate=options.get("sample_rate") or None,
-        extra={k: options[k] for k in ENGINE_EXTRA if options.get(k) is not None},
+        extra={**{k: options[k] for k in ENGINE_EXTRA if options.get(k) is not None},
+               **server_kits.job_extra(options)},  # issue 14: kit
     ).validate()
 
 
@@ -82,7 +84,8 @@ class JobRunner:
             tag = self._start(task, rec)
             with self.files.open_folder(opts.get("out_dir")) as folder:
                 plan = OutputPlan(folder, opts.get("name") or f"drums-{rec.job_id}", bool(opts["midi"]), tag,
-                                  on_planned=self._planned(rec.job_id))
+                                  on_planned=self._planned(rec.job_id),
+                                  stems=server_kits.job_stems(opts))  # issue 14
                 out = run_job(
                     self.engine, req["mix"], req["prompt"] or None, None, params_from_options(opts),
                     start=opts.get("start"), end=opts.get("end"), limits=self.config.limits,
@@ -96,7 +99,7 @@ class JobRunner:
         midi_path = str(out.midi_path or "")
         log.info("job %s done in %.2fs: %s", rec.job_id, time.monotonic() - task.started, out.stem_path)
         self._finish(rec.job_id, "/darc/done", (rec.job_id, str(out.stem_path), midi_path, float(out.duration),
-                                                int(out.sample_rate)),
+                                                int(out.sample_rate), *server_kits.done_pairs(out.pieces)),  # issue 14
                      state="done", stage="write", fraction=1.0, stem_path=str(out.stem_path), midi_path=midi_path,
                      duration=out.duration, sample_rate=out.sample_rate)
 

@@ -58,6 +58,8 @@ JOB_OPTIONS: dict[str, OptionSpec] = {
     "out_dir": OptionSpec("s", default=None),
     "midi": OptionSpec("i", 0, 1, 1),
     "name": OptionSpec("s", default=None),
+    "stems": OptionSpec("s", default="mix"),  # issue 14: "mix" | "split" (checked in server/kits.py)
+    "kit": OptionSpec("s", default=None),  # issue 14: a kit name or an absolute path (server/kits.py)
 }
 GENERATE_OPTIONS: dict[str, OptionSpec] = {**GENERATION_OPTIONS, **MODEL_OPTIONS, **JOB_OPTIONS}
 
@@ -160,6 +162,7 @@ _JOB = (("job_id", _job_id), ("reply_port", _port))
 ROUTES: dict[str, Route] = {r.address: r for r in (
     Route("ping", (("reply_port", _port),)),
     Route("get", (("reply_port", _port),)),
+    Route("kits", (("reply_port", _port),)),  # issue 14: -> /darc/kits s name, s name...
     Route("set", (("reply_port", _port),), {k: GENERATE_OPTIONS[k] for k in SETTABLE}, settable=True),
     Route("status", _JOB),
     Route("cancel", _JOB),
