@@ -158,7 +158,6 @@ class DecodeSession:
         self.decoder = decoder
         self.cache = cache
         self.layers = decoder.layers()
-        lm = decoder.model.lm
         if tables is None:
             tables = self._tables(cache.steps)
         self.emb_table, self.emb_offsets, self.pos_table, self.out_weight, self.out_bias = tables

@@ -205,6 +205,7 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
                     results[j] = Cancelled("generation was cancelled")
                 active = [j for j in active if j not in dropped]
                 if not active:
+                    spans = []
                     break
                 session = session.select_rows(keep)
                 seq = seq.index_select(0, keep)
