@@ -243,8 +243,10 @@ class DarcEngine(Engine):
     def generate_batch(self, jobs: list[BatchJob]) -> list[GenerationResult | Exception]:
         """Several jobs at once: each is prepared alone (beats, rhythm, encoding), then all token
         generation runs as rows of one batch (jobs of the same length and window plan step
-        together), then each is decoded alone. Each job keeps its own seed, progress and cancel;
-        each entry is its result or the error that job alone raised (InputError, Cancelled, ...)."""
+        together), then each is decoded alone. Each job keeps its own seed, progress and cancel
+        (its stem equals the one it gets alone up to float rounding of the larger batch, see
+        `generate_drums_batch`); each entry is its result or the error that job alone raised
+        (InputError, Cancelled, ...)."""
         from darc_bridge.model.generate import DrumJob, generate_drums_batch
 
         ckpt = self.checkpoint

@@ -335,8 +335,11 @@ class DrumJob:
 @torch.no_grad()
 def generate_drums_batch(model: DarcLM, jobs: list[DrumJob], steps=None) -> list[tuple[torch.Tensor, dict] | Cancelled]:
     """`generate_drums` for several jobs at once: jobs with the same length and window plan decode
-    as rows of one batch (the others in their own groups). Each job gets exactly the tokens it
-    would get alone (same seed, same settings); a cancelled job's entry is a `Cancelled` error."""
+    as rows of one batch (the others in their own groups). Each job samples from its own generator
+    (its seed) and its own guidance rows, so it gets the tokens it would get alone up to float
+    rounding: matrix products over a larger batch can round differently (about 1e-6 in the
+    logits), which on long jobs can flip a sampled token and let the continuation diverge. The
+    same batch reproduces exactly. A cancelled job's entry is a `Cancelled` error."""
     results: list[tuple[torch.Tensor, dict] | Cancelled | None] = [None] * len(jobs)
     groups: dict[tuple[int, int, int], list[int]] = {}
     for i, job in enumerate(jobs):
