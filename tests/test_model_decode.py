@@ -252,3 +252,22 @@ def test_cuda_graph_steps_match_eager_steps_on_the_gpu(inputs):
         a, _ = generate_drums(m, mix, rhythm, settings, window_frames=WINDOW, overlap_frames=OVERLAP, steps=graphs)
         b, _ = generate_drums(m, mix, rhythm, settings, window_frames=WINDOW, overlap_frames=OVERLAP)
         assert torch.equal(a, b)
+
+
+def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(model):
+    """CPU sessions pad small matrix products (CPU_MIN_ROWS), so a job decoded alone and inside a
+    bigger batch gives bit-identical logits: batching keeps 'same seed, same stem'."""
+    steps = EagerSteps(Decoder(model))
+    assert steps.min_rows >= 4
+    g = torch.Generator().manual_seed(4)
+    seq = torch.randint(0, 2048, (6, K, 40), generator=g)
+    cond = torch.randn(6, 40, model.config.dim, generator=g)
+    with steps.session(2, 40) as alone, steps.session(6, 40) as batch:
+        a, b = alone.prefill(seq[:2, :, :30], cond[:2, :30]), batch.prefill(seq[..., :30], cond[:, :30])
+        assert torch.equal(a, b[:2])
+        position = torch.tensor([30])
+        for t in range(30, 40):
+            a = alone.decode_step(seq[:2, :, t:t + 1], position, cond[:2, t:t + 1], attend=t + 1)
+            b = batch.decode_step(seq[..., t:t + 1], position, cond[:, t:t + 1], attend=t + 1)
+            position.add_(1)
+            assert torch.equal(a, b[:2])

@@ -35,6 +35,7 @@ from darc_bridge.model.lm import DarcLM, sin_embedding
 log = logging.getLogger(__name__)
 
 GRAPH_ROWS = (1, 2, 3)  # one guidance row, CFG (two rows), CFG with rhythm guidance (three rows)
+CPU_MIN_ROWS = 4  # from 4 rows on, a CPU matrix product rounds each row independently of the batch
 
 
 def decode_dtype(device: str | torch.device) -> torch.dtype:
@@ -47,20 +48,34 @@ def decode_dtype(device: str | torch.device) -> torch.dtype:
 
 @dataclass
 class _Layer:
-    """What one audiocraft StreamingTransformerLayer computes, as references to its weights."""
+    """What one audiocraft StreamingTransformerLayer computes, as references to its weights
+    (called through torch.nn.functional: no module dispatch per step)."""
 
-    norm1: nn.Module
-    in_proj_weight: torch.Tensor
-    in_proj_bias: torch.Tensor | None
-    out_proj: nn.Module
-    scale_1: nn.Module
+    norm1: tuple
+    in_proj: tuple[torch.Tensor, torch.Tensor | None]
+    out_proj: tuple[torch.Tensor, torch.Tensor | None]
+    scale_1: nn.Module | None
     cross: torch.Tensor | None  # the constant the idle cross-attention adds (None: zero)
-    norm2: nn.Module
-    linear1: nn.Module
+    norm2: tuple
+    linear1: tuple[torch.Tensor, torch.Tensor | None]
     activation: object
-    linear2: nn.Module
-    scale_2: nn.Module
+    linear2: tuple[torch.Tensor, torch.Tensor | None]
+    scale_2: nn.Module | None
     as_float32: bool
+
+
+def _norm(m: nn.Module) -> tuple:
+    if not isinstance(m, nn.LayerNorm):
+        raise NotImplementedError(f"the decode path supports layer norm only, not {type(m).__name__}")
+    return m.normalized_shape, m.weight, m.bias, m.eps
+
+
+def _lin(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return m.weight, m.bias
+
+
+def _scale(m: nn.Module) -> nn.Module | None:
+    return None if isinstance(m, nn.Identity) else m
 
 
 def _check_layout(model: DarcLM) -> None:
@@ -140,23 +155,30 @@ class Decoder:
         out = []
         for layer in self.model.lm.transformer.layers:
             att = layer.self_attn
-            out.append(_Layer(layer.norm1, att.in_proj_weight, att.in_proj_bias, att.out_proj, layer.layer_scale_1,
-                              _cross_constant(layer), layer.norm2, layer.linear1, layer.activation, layer.linear2,
-                              layer.layer_scale_2, att.attention_as_float32))
+            out.append(_Layer(_norm(layer.norm1), (att.in_proj_weight, att.in_proj_bias), _lin(att.out_proj),
+                              _scale(layer.layer_scale_1), _cross_constant(layer), _norm(layer.norm2),
+                              _lin(layer.linear1), layer.activation, _lin(layer.linear2),
+                              _scale(layer.layer_scale_2), att.attention_as_float32))
         return out
 
-    def session(self, rows: int, steps: int) -> DecodeSession:
-        """A fresh session with a cache for `rows` batch rows and `steps` pattern steps."""
+    def session(self, rows: int, steps: int, min_rows: int = 1) -> DecodeSession:
+        """A fresh session with a cache for `rows` batch rows and `steps` pattern steps
+        (`min_rows`: see `DecodeSession`)."""
         return DecodeSession(self, KVCache(len(self.model.lm.transformer.layers), rows, self.heads, steps,
-                                           self.head_dim, self.device, self.dtype))
+                                           self.head_dim, self.device, self.dtype), min_rows=min_rows)
 
 
 class DecodeSession:
-    """One preallocated cache and the forward passes that fill and read it."""
+    """One preallocated cache and the forward passes that fill and read it.
 
-    def __init__(self, decoder: Decoder, cache: KVCache, tables: tuple | None = None) -> None:
+    `min_rows`: matrix products over fewer rows are padded to this many (see CPU_MIN_ROWS), so a
+    row's result does not depend on how many other rows share the batch.
+    """
+
+    def __init__(self, decoder: Decoder, cache: KVCache, tables: tuple | None = None, min_rows: int = 1) -> None:
         self.decoder = decoder
         self.cache = cache
+        self.min_rows = min_rows
         self.layers = decoder.layers()
         if tables is None:
             tables = self._tables(cache.steps)
@@ -186,7 +208,15 @@ class DecodeSession:
         cache = KVCache.__new__(KVCache)
         cache.kv = self.cache.kv.index_select(2, index)
         return DecodeSession(self.decoder, cache, (self.emb_table, self.emb_offsets, self.pos_table,
-                                                   self.out_weight, self.out_bias))
+                                                   self.out_weight, self.out_bias), self.min_rows)
+
+    def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        lead = x.shape[:-1]
+        m = x.numel() // x.shape[-1]
+        if m >= self.min_rows:
+            return F.linear(x, weight, bias)
+        flat = torch.cat([x.reshape(m, -1), x.new_zeros(self.min_rows - m, x.shape[-1])])
+        return F.linear(flat, weight, bias)[:m].view(*lead, -1)
 
     # -- the model, explicitly ----------------------------------------------------------------
     def _embed(self, tokens: torch.Tensor, pos: torch.Tensor, rhythm: torch.Tensor | None) -> torch.Tensor:
@@ -207,25 +237,27 @@ class DecodeSession:
     def _run(self, x: torch.Tensor, rhythm: torch.Tensor | None, write, read, mask, causal: bool) -> torch.Tensor:
         b, t, _ = x.shape
         d = self.decoder
+        lin = self._linear
         for i, layer in enumerate(self.layers):
             if rhythm is not None and i in d.injection:
                 x = x + rhythm.to(x.dtype)
-            h = layer.norm1(x)
-            qkv = F.linear(h, layer.in_proj_weight, layer.in_proj_bias)
+            h = F.layer_norm(x, *layer.norm1)
+            qkv = lin(h, *layer.in_proj)
             qkv = qkv.view(b, t, 3, d.heads, d.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
             write(i, qkv[1:])
             keys, values = read(i, qkv)
             att = self._attend(qkv[0], keys, values, mask, causal, layer.as_float32)
-            att = att.transpose(1, 2).reshape(b, t, d.dim)
-            x = x + layer.scale_1(layer.out_proj(att))
+            att = lin(att.transpose(1, 2).reshape(b, t, d.dim), *layer.out_proj)
+            x = x + (att if layer.scale_1 is None else layer.scale_1(att))
             if layer.cross is not None:
                 x = x + layer.cross.to(x.dtype)
-            h = layer.norm2(x)
-            x = x + layer.scale_2(layer.linear2(layer.activation(layer.linear1(h))))
+            h = F.layer_norm(x, *layer.norm2)
+            ff = lin(layer.activation(lin(h, *layer.linear1)), *layer.linear2)
+            x = x + (ff if layer.scale_2 is None else layer.scale_2(ff))
         out_norm = d.model.lm.out_norm
         if out_norm is not None:
             x = out_norm(x)
-        logits = F.linear(x[:, -1], self.out_weight, self.out_bias)  # (B, K * card)
+        logits = lin(x[:, -1], self.out_weight, self.out_bias)  # (B, K * card)
         return logits.view(b, d.n_q, d.card)
 
     @torch.no_grad()
@@ -325,6 +357,7 @@ class CudaGraphSteps:
         self.decoder = decoder
         self.steps = steps
         self.compile = compile
+        self.min_rows = 1
         self.graphs: dict[int, _Graph] = {}
         for r in rows:
             self.capture(r)
@@ -364,11 +397,19 @@ class CudaGraphSteps:
 
 
 class EagerSteps:
-    """Sessions without graphs (CPU, or a GPU without capture): a fresh cache per window."""
+    """Sessions without graphs (CPU, or a GPU without capture): a fresh cache per window.
 
-    def __init__(self, decoder: Decoder) -> None:
+    `min_rows`: batches are padded to at least this many rows. On the CPU, matrix products round
+    a row differently at one, two or three rows than at four or more (different kernels), while
+    from four rows on each row's result does not depend on the batch: so with CPU_MIN_ROWS a
+    job gives the same tokens alone and batched with others (same seed, same stem), at a small
+    cost for one job alone.
+    """
+
+    def __init__(self, decoder: Decoder, min_rows: int | None = None) -> None:
         self.decoder = decoder
+        self.min_rows = min_rows if min_rows is not None else (CPU_MIN_ROWS if decoder.device.type == "cpu" else 1)
 
     @contextlib.contextmanager
     def session(self, rows: int, steps: int) -> Iterator[DecodeSession]:
-        yield self.decoder.session(rows, steps)
+        yield self.decoder.session(rows, steps, self.min_rows)

@@ -163,16 +163,18 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
     results: list[torch.Tensor | Cancelled | None] = [None] * len(jobs)
     pad = torch.full((model.n_q,), model.pad, dtype=torch.long, device=device)
 
+    source = steps if steps is not None else _default_steps(model)
+
     def layout() -> tuple[list[tuple[int, int]], torch.Tensor]:
+        """Each active job's rows, and the job slot of every batch row."""
         spans, o = [], 0
         for j in active:
             spans.append((o, o + len(prep[j].names)))
             o += len(prep[j].names)
-        slot = torch.tensor([s for s, (a, b) in enumerate(spans) for _ in range(b - a)], device=device)
-        return spans, slot
+        slots = [s for s, (a, b) in enumerate(spans) for _ in range(b - a)]
+        return spans, torch.tensor(slots, device=device)
 
     spans, row_slot = layout()
-    source = steps if steps is not None else _default_steps(model)
     with source.session(seq.shape[0], n_steps) as session:
         logits = session.prefill(seq[..., :first], None if cond is None else cond[:, :first])
         stream = None if cond is None else ConditionStream(cond, start=first)
@@ -199,8 +201,8 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
                 if jobs[j].cancel is not None and jobs[j].cancel.cancelled:
                     dropped.append(j)
             if dropped:
-                keep = torch.tensor([i for j, (a, b) in zip(active, spans, strict=True) if j not in dropped
-                                     for i in range(a, b)], dtype=torch.long, device=device)
+                kept = [i for j, (a, b) in zip(active, spans, strict=True) if j not in dropped for i in range(a, b)]
+                keep = torch.tensor(kept, dtype=torch.long, device=device)
                 for j in dropped:
                     results[j] = Cancelled("generation was cancelled")
                 active = [j for j in active if j not in dropped]
