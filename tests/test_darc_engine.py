@@ -204,8 +204,9 @@ def test_generate_batch_gives_each_job_its_own_result(engine):
     assert isinstance(results[5], Cancelled)
 
 
-def test_jobs_run_concurrently_without_an_engine_wide_lock(engine):
-    """Two threads generating at once get the stems they get one after the other."""
+def test_concurrent_jobs_are_decoded_as_one_batch(engine):
+    """Two threads generating at once (no engine-wide lock) are merged into one batch and get the
+    stems they get one after the other."""
     import threading
 
     params = [GenerationParams(seed=7), GenerationParams(seed=8)]
@@ -220,9 +221,45 @@ def test_jobs_run_concurrently_without_an_engine_wide_lock(engine):
 
         out[i] = engine.generate(_mix(0.8), _prompt(), params[i], progress=progress).stem
 
+    before = list(engine._coalescer.batches)
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
     assert all(np.array_equal(out[i], alone[i]) for i in range(2))
+    # the two overlapping calls were decoded as rows of one batch
+    assert engine._coalescer.batches[len(before):] == [2]
+
+
+def test_coalescer_never_waits_alone_and_survives_failed_preparations():
+    import threading
+
+    from darc_bridge.engines.darc import _Coalescer
+
+    c = _Coalescer(lambda jobs: [j * 10 for j in jobs], gather_s=600.0)
+    with c.preparing():
+        assert c.decode(1) == 10  # alone: runs at once despite the long gather time
+    with pytest.raises(ValueError), c.preparing():
+        raise ValueError("bad input")  # a failed preparation is no longer awaited
+    with c.preparing():
+        assert c.decode(2) == 20
+    # three calls that overlap: one batch, each its own result
+    gate = threading.Barrier(3, timeout=30)
+    got: dict[int, int] = {}
+
+    def call(i: int) -> None:
+        with c.preparing():
+            gate.wait()
+            got[i] = c.decode(i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert got == {0: 0, 1: 10, 2: 20}
+    assert c.batches == [1, 1, 3]
+    failing = _Coalescer(lambda jobs: 1 / 0)
+    with failing.preparing():
+        assert isinstance(failing.decode(1), ZeroDivisionError)

@@ -8,7 +8,9 @@ mix, windowed generation, decoding, and length/rate/channel matching to the regi
 Jobs may run concurrently: the model holds no per-job state (the rhythm is an argument of the
 decode step, each window has its own cache). What is shared is locked where it is used: a CUDA
 graph's static buffers (one job at a time per graph; others decode eagerly) and the process-wide
-CPU thread count. `generate_batch` decodes several jobs as rows of one batch.
+CPU thread count. `generate_batch` decodes several jobs as rows of one batch, and concurrent
+`generate` calls (a daemon running the jobs queued at the same moment) are merged the same way:
+the token generation of calls that overlap runs as one batch (`_Coalescer`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from darc_bridge.errors import CheckpointError, InputError
 log = logging.getLogger(__name__)
 
 PEAK_LIMIT = 0.99  # never return clipped audio: louder stems are scaled down to this peak
+GATHER_S = 2.0  # longest a prepared job waits for concurrent jobs still preparing (beats, rhythm, encoding)
 SMALL_MODEL_DIM = 512  # below this width, one CPU thread is faster than several (no contention)
 
 
@@ -140,6 +143,73 @@ class _Prepared:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class _Slot:
+    job: Any
+    result: Any = None
+    done: bool = False
+
+
+class _Coalescer:
+    """Merges the token generation of concurrent `generate` calls into one batch.
+
+    A call counts as preparing from its entry until its tokens are wanted. A prepared call waits
+    while other calls are still preparing (at most `gather_s`) or a batch is running, then the
+    first free waiter runs every waiting job as one batch and hands each caller its own result.
+    A call alone never waits.
+    """
+
+    def __init__(self, run_batch: Callable[[list], list], gather_s: float = GATHER_S) -> None:
+        self._run_batch = run_batch
+        self._gather_s = gather_s
+        self._cond = threading.Condition()
+        self._waiting: list[_Slot] = []
+        self._preparing = 0
+        self._busy = False
+        self.batches: list[int] = []  # sizes of the batches run (for tests and logs)
+
+    @contextlib.contextmanager
+    def preparing(self):
+        with self._cond:
+            self._preparing += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._preparing -= 1
+                self._cond.notify_all()
+
+    def decode(self, job: Any) -> Any:
+        """Run `job` (alone or with concurrent ones); call inside `preparing()`."""
+        slot = _Slot(job)
+        with self._cond:
+            self._preparing -= 1  # this call's preparation is over
+            self._waiting.append(slot)
+            self._cond.notify_all()
+            deadline = time.monotonic() + self._gather_s
+            while not slot.done:
+                left = deadline - time.monotonic()
+                if not self._busy and (self._preparing == 0 or left <= 0):
+                    take, self._waiting, self._busy = self._waiting, [], True
+                    break
+                self._cond.wait(timeout=max(left, 0.01) if not self._busy else None)
+            else:
+                self._preparing += 1  # balanced by preparing()'s exit
+                return slot.result
+            self._preparing += 1
+        try:
+            results = self._run_batch([s.job for s in take])
+        except BaseException as exc:  # noqa: B036 - every caller of the batch gets the failure
+            results = [exc] * len(take)
+        with self._cond:
+            for s, r in zip(take, results, strict=True):
+                s.result, s.done = r, True
+            self.batches.append(len(take))
+            self._busy = False
+            self._cond.notify_all()
+        return slot.result
+
+
 class DarcEngine(Engine):
     """Neural drums from a DARC checkpoint (see docs/model.md)."""
 
@@ -161,6 +231,7 @@ class DarcEngine(Engine):
         self._ckpt = None
         self._steps = None  # where decode sessions come from (eager, or CUDA graphs)
         self._lock = threading.Lock()  # loading only: jobs run concurrently (see the module docstring)
+        self._coalescer = _Coalescer(self._decode_batch)
 
     # -- loading -----------------------------------------------------------------------------
     def load(self) -> None:
@@ -227,18 +298,26 @@ class DarcEngine(Engine):
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
     ) -> GenerationResult:
-        from darc_bridge.model.generate import generate_drums
+        from darc_bridge.model.generate import DrumJob
 
         params.validate()
         ckpt = self.checkpoint
-        job = self._prepare(ckpt, mix, prompt, params, progress, cancel)
+        with self._coalescer.preparing():
+            job = self._prepare(ckpt, mix, prompt, params, progress, cancel)
+            res = self._coalescer.decode(DrumJob(job.codes, job.rhythm, job.settings, job.beat,
+                                                 job.opts["window_frames"], job.opts["overlap_frames"],
+                                                 _stage(progress, "generate"), cancel))
+        if isinstance(res, BaseException):
+            raise res
+        return self._finish(ckpt, job, *res)
+
+    def _decode_batch(self, jobs: list) -> list:
+        from darc_bridge.model.generate import generate_drums_batch
+
+        if len(jobs) > 1:
+            log.info("decoding %d concurrent jobs as one batch", len(jobs))
         with _cpu_threads(self.threads):
-            drums, info = generate_drums(
-                ckpt.model, job.codes, job.rhythm, job.settings, beat=job.beat,
-                window_frames=job.opts["window_frames"], overlap_frames=job.opts["overlap_frames"],
-                progress=lambda f: progress("generate", f), cancel=cancel, steps=self._steps,
-            )
-        return self._finish(ckpt, job, drums, info)
+            return generate_drums_batch(self.checkpoint.model, jobs, steps=self._steps)
 
     def generate_batch(self, jobs: list[BatchJob]) -> list[GenerationResult | Exception]:
         """Several jobs at once: each is prepared alone (beats, rhythm, encoding), then all token
@@ -247,7 +326,7 @@ class DarcEngine(Engine):
         (its stem equals the one it gets alone up to float rounding of the larger batch, see
         `generate_drums_batch`); each entry is its result or the error that job alone raised
         (InputError, Cancelled, ...)."""
-        from darc_bridge.model.generate import DrumJob, generate_drums_batch
+        from darc_bridge.model.generate import DrumJob
 
         ckpt = self.checkpoint
         out: list[GenerationResult | Exception | None] = [None] * len(jobs)
@@ -260,8 +339,7 @@ class DarcEngine(Engine):
                 out[i] = exc
         drum_jobs = [DrumJob(p.codes, p.rhythm, p.settings, p.beat, p.opts["window_frames"],
                              p.opts["overlap_frames"], _stage(p.progress, "generate"), p.cancel) for _, p in ready]
-        with _cpu_threads(self.threads):
-            results = generate_drums_batch(ckpt.model, drum_jobs, steps=self._steps)
+        results = self._decode_batch(drum_jobs)
         for (i, p), res in zip(ready, results, strict=True):
             if isinstance(res, Exception):
                 out[i] = res
