@@ -275,7 +275,10 @@ def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats:
 
 def batch_case(jobs: int = BATCH_JOBS, seconds: float = BATCH_SECONDS, device: str = "cpu") -> dict:
     """`jobs` simultaneous `seconds`-long jobs on `tiny` through the engine: decoded as rows of one
-    batch (`generate_batch`) against one after another (`generate`), best of two runs each."""
+    batch (`generate_batch`), as concurrent `generate` calls from one thread each (what the daemon's
+    batching worker does; the engine merges them), and one after another; best of two runs each."""
+    import threading
+
     import numpy as np
 
     from darc_bridge.audio import Audio
@@ -292,7 +295,21 @@ def batch_case(jobs: int = BATCH_JOBS, seconds: float = BATCH_SECONDS, device: s
         init_checkpoint("tiny", Path(tmp) / "tiny")
         engine = create_engine("darc", checkpoint=str(Path(tmp) / "tiny"), device=device)
         engine.load()
-        seq, bat = [], []
+        seq, bat, thr = [], [], []
+
+        def threaded() -> list:
+            out: list = [None] * jobs
+
+            def run(i: int) -> None:
+                out[i] = engine.generate(mixes[i], None, params[i])
+
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(jobs)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            return out
+
         for _ in range(2):
             t0 = time.perf_counter()
             one = [engine.generate(m, None, p) for m, p in zip(mixes, params, strict=True)]
@@ -300,8 +317,13 @@ def batch_case(jobs: int = BATCH_JOBS, seconds: float = BATCH_SECONDS, device: s
             t0 = time.perf_counter()
             many = engine.generate_batch([BatchJob(m, None, p) for m, p in zip(mixes, params, strict=True)])
             bat.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            together = threaded()
+            thr.append(time.perf_counter() - t0)
     same = sum(np.array_equal(a.stem, b.stem) for a, b in zip(one, many, strict=True))
+    same_threads = sum(np.array_equal(a.stem, b.stem) for a, b in zip(one, together, strict=True))
     return {"seconds": min(bat), "sequential_s": min(seq), "speedup": min(seq) / min(bat),
+            "threads_s": min(thr), "threads_speedup": min(seq) / min(thr), "threads_same": same_threads,
             "jobs": jobs, "job_s": seconds, "same_as_alone": same, **_gpu_peak(device)}
 
 
