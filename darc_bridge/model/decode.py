@@ -238,16 +238,27 @@ class DecodeSession:
         b, t, _ = x.shape
         d = self.decoder
         lin = self._linear
+        rows = b
+        if t == 1 and b < self.min_rows:
+            # a decode step carries zero rows up to min_rows through the per-row work, so its
+            # matrix products need no padding of their own; attention runs on the real rows only
+            rows = self.min_rows
+            x = torch.cat([x, x.new_zeros(rows - b, 1, d.dim)])
+            if rhythm is not None:
+                rhythm = torch.cat([rhythm.to(x.dtype), x.new_zeros(rows - b, 1, d.dim)])
         for i, layer in enumerate(self.layers):
             if rhythm is not None and i in d.injection:
                 x = x + rhythm.to(x.dtype)
             h = F.layer_norm(x, *layer.norm1)
             qkv = lin(h, *layer.in_proj)
-            qkv = qkv.view(b, t, 3, d.heads, d.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+            qkv = qkv.view(rows, t, 3, d.heads, d.head_dim).permute(2, 0, 3, 1, 4)[:, :b]  # (3, B, H, T, D)
             write(i, qkv[1:])
             keys, values = read(i, qkv)
             att = self._attend(qkv[0], keys, values, mask, causal, layer.as_float32)
-            att = lin(att.transpose(1, 2).reshape(b, t, d.dim), *layer.out_proj)
+            att = att.transpose(1, 2).reshape(b, t, d.dim)
+            if rows > b:
+                att = torch.cat([att, att.new_zeros(rows - b, t, d.dim)])
+            att = lin(att, *layer.out_proj)
             x = x + (att if layer.scale_1 is None else layer.scale_1(att))
             if layer.cross is not None:
                 x = x + layer.cross.to(x.dtype)
@@ -257,7 +268,7 @@ class DecodeSession:
         out_norm = d.model.lm.out_norm
         if out_norm is not None:
             x = out_norm(x)
-        logits = lin(x[:, -1], self.out_weight, self.out_bias)  # (B, K * card)
+        logits = lin(x[:, -1], self.out_weight, self.out_bias)[:b]  # (B, K * card)
         return logits.view(b, d.n_q, d.card)
 
     @torch.no_grad()
