@@ -7,7 +7,7 @@ The device is chosen once: `cuda` when torch sees a GPU, else `cpu`; every row n
   only, with guidance on (two rows: full condition and null) and a mix prefix as long as the drums.
   On CPU it is a short case on one thread (on a shared 2-core machine two threads measured 6-14x
   slower: OpenMP workers spinning against other processes); on cuda a realistic 10 s + 10 s one,
-  in float16 like the engine.
+  in bf16 (fp16 where bf16 is missing) like the engine.
 - the comparison times our decode path (`darc_bridge.model.generate` over
   `darc_bridge.model.decode`) against audiocraft's own `LMModel.generate` on the same weights and
   inputs, in one process (see `compare_case`); on cuda ours replays CUDA graphs, as the engine does.
