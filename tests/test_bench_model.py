@@ -43,3 +43,14 @@ def test_null_condition_is_removed_afterwards() -> None:
         assert cond.shape == (2, 1, lm.dim) and not cond.any() and mask.all()
     assert lm.condition_provider is provider
     assert dict(lm.fuser.cond2fuse) == fused
+
+
+@pytest.mark.slow
+def test_batch_case_times_batched_and_sequential_jobs(restore_threads: None) -> None:
+    from darc_bridge.bench.model import batch_case
+
+    result = batch_case(2, 0.5, "cpu")
+    assert result["jobs"] == 2 and result["job_s"] == 0.5
+    assert result["seconds"] > 0 and result["sequential_s"] > 0
+    assert result["speedup"] == pytest.approx(result["sequential_s"] / result["seconds"])
+    assert 0 <= result["same_as_alone"] <= 2

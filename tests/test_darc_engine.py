@@ -169,3 +169,97 @@ def test_quantize_snaps_the_followed_rhythm_to_the_mix_grid(engine):
     assert len(distance) == len(loose.rhythm.onsets) > 0
     assert max(distance) < 1e-6
     assert not np.allclose(tight.rhythm.activations, loose.rhythm.activations)
+
+
+def test_generate_batch_gives_each_job_its_own_result(engine):
+    """Several jobs decoded as rows of one batch: each gets the stem it gets alone (its own seed),
+    its own progress; a cancelled job and a job with bad options fail alone."""
+    from darc_bridge.engines.darc import BatchJob
+
+    mixes = [_mix(1.0), _mix(1.0, channels=1), _mix(1.0), _mix(0.6), _mix(1.0)]
+    params = [GenerationParams(seed=1), GenerationParams(seed=2, extra={"top_k": 20}),
+              GenerationParams(seed=3, rhythm_strength=1.5), GenerationParams(seed=4),
+              GenerationParams(extra={"top_p": 2.0})]
+    prompts = [_prompt(), None, _prompt(), None, None]
+    stages: dict[int, list[tuple[str, float]]] = {i: [] for i in range(6)}
+    token = CancelToken()
+
+    def progress_of(i: int):
+        return lambda s, f: stages[i].append((s, f))
+
+    def cancelling(stage: str, fraction: float) -> None:
+        if stage == "generate":
+            token.cancel()
+
+    jobs = [BatchJob(m, p, q, progress_of(i)) for i, (m, p, q) in enumerate(zip(mixes, prompts, params, strict=True))]
+    jobs.append(BatchJob(_mix(1.0), None, GenerationParams(seed=6), cancelling, token))
+    results = engine.generate_batch(jobs)
+    for i in range(4):
+        alone = engine.generate(mixes[i], prompts[i], params[i])
+        assert np.array_equal(results[i].stem, alone.stem), f"job {i}"
+        assert results[i].info["seed"] == params[i].seed
+        gen = [f for s, f in stages[i] if s == "generate"]
+        assert gen and gen == sorted(gen) and gen[-1] == pytest.approx(1.0)
+    assert isinstance(results[4], InputError) and "top_p" in str(results[4])
+    assert isinstance(results[5], Cancelled)
+
+
+def test_concurrent_jobs_are_decoded_as_one_batch(engine):
+    """Two threads generating at once (no engine-wide lock) are merged into one batch and get the
+    stems they get one after the other."""
+    import threading
+
+    params = [GenerationParams(seed=7), GenerationParams(seed=8)]
+    alone = [engine.generate(_mix(0.8), _prompt(), p).stem for p in params]
+    out: dict[int, np.ndarray] = {}
+    inside = threading.Barrier(2, timeout=60)
+
+    def run(i: int) -> None:
+        def progress(stage: str, fraction: float) -> None:
+            if stage == "encode" and fraction == 0.0:
+                inside.wait()  # both jobs are inside generate() at the same time
+
+        out[i] = engine.generate(_mix(0.8), _prompt(), params[i], progress=progress).stem
+
+    before = list(engine._coalescer.batches)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(np.array_equal(out[i], alone[i]) for i in range(2))
+    # the two overlapping calls were decoded as rows of one batch
+    assert engine._coalescer.batches[len(before):] == [2]
+
+
+def test_coalescer_never_waits_alone_and_survives_failed_preparations():
+    import threading
+
+    from darc_bridge.engines.darc import _Coalescer
+
+    c = _Coalescer(lambda jobs: [j * 10 for j in jobs], gather_s=600.0)
+    with c.preparing():
+        assert c.decode(1) == 10  # alone: runs at once despite the long gather time
+    with pytest.raises(ValueError), c.preparing():
+        raise ValueError("bad input")  # a failed preparation is no longer awaited
+    with c.preparing():
+        assert c.decode(2) == 20
+    # three calls that overlap: one batch, each its own result
+    gate = threading.Barrier(3, timeout=30)
+    got: dict[int, int] = {}
+
+    def call(i: int) -> None:
+        with c.preparing():
+            gate.wait()
+            got[i] = c.decode(i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert got == {0: 0, 1: 10, 2: 20}
+    assert c.batches == [1, 1, 3]
+    failing = _Coalescer(lambda jobs: 1 / 0)
+    with failing.preparing():
+        assert isinstance(failing.decode(1), ZeroDivisionError)

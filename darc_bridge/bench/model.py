@@ -7,9 +7,13 @@ The device is chosen once: `cuda` when torch sees a GPU, else `cpu`; every row n
   only, with guidance on (two rows: full condition and null) and a mix prefix as long as the drums.
   On CPU it is a short case on one thread (on a shared 2-core machine two threads measured 6-14x
   slower: OpenMP workers spinning against other processes); on cuda a realistic 10 s + 10 s one,
-  in float16 like the engine.
-- the comparison times our loop (`darc_bridge.model.generate`) against audiocraft's own
-  `LMModel.generate` on the same weights and inputs, in one process (see `compare_case`).
+  in bf16 (fp16 where bf16 is missing) like the engine.
+- the comparison times our decode path (`darc_bridge.model.generate` over
+  `darc_bridge.model.decode`) against audiocraft's own `LMModel.generate` on the same weights and
+  inputs, in one process (see `compare_case`); on cuda ours replays CUDA graphs, as the engine does.
+- `batch_case`: 4 simultaneous jobs through the engine, one batch against one after another.
+- cuda only: `steps_case` (ms per decode step at 1, 2 and 3 rows, graphs against eager) and
+  `engine_small_case` (30 s of drums in 10 s windows, end to end through the engine).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from torch import nn
 from darc_bridge.bench.common import BenchRow, run_isolated
 
 TINY_SECONDS = (10.0, 60.0)
+BATCH_JOBS, BATCH_SECONDS = 4, 10.0
 SMALL_SECONDS = {"cpu": 1.0, "cuda": 10.0}
-COMPARE = {"cpu": [("tiny", 10.0)], "cuda": [("tiny", 10.0), ("small", 10.0)]}
+COMPARE = {"cpu": [("tiny", 10.0), ("small", 1.0)], "cuda": [("tiny", 10.0), ("small", 10.0)]}
 NULL_ATTRIBUTE = "darc_null_text"  # the stand-in condition audiocraft's generate is given (see compare_case)
 
 
@@ -37,12 +42,35 @@ def bench_device() -> str:
 
 
 def _prepare(device: str) -> torch.dtype:
-    """One CPU thread (see the module docstring); float16 on cuda, as the engine runs it."""
+    """One CPU thread (see the module docstring); bf16 (or fp16) on cuda, as the engine runs it."""
+    from darc_bridge.model.decode import decode_dtype
+
     if device == "cpu":
         torch.set_num_threads(1)
         return torch.float32
     torch.cuda.reset_peak_memory_stats()
-    return torch.float16
+    return decode_dtype(device)
+
+
+class _CountingSteps:
+    """Wraps a step source and records the batch rows of every session (the guidance rows run)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.rows = inner, set()
+
+    def session(self, rows: int, steps: int):
+        self.rows.add(rows)
+        return self.inner.session(rows, steps)
+
+
+def _steps_for(model, device: str, max_steps: int):
+    """The engine's step source: CUDA graphs for 1-3 rows on cuda, eager sessions on the CPU."""
+    from darc_bridge.model.decode import CudaGraphSteps, Decoder, EagerSteps
+
+    decoder = Decoder(model)
+    if device.startswith("cuda"):
+        return CudaGraphSteps(decoder, max_steps)
+    return EagerSteps(decoder)
 
 
 def _sync(device: str) -> None:
@@ -106,8 +134,9 @@ def small_case(seconds: float, device: str = "cpu") -> dict:
     cfg = ckpt.config
     n = int(round(seconds * cfg.frame_rate))
     mix, rhythm = _random_inputs(cfg.n_q, cfg.card, cfg.rhythm_classes, n)
+    steps = _steps_for(ckpt.model, device, 2 * n + 1 + cfg.n_q)
     t1 = time.perf_counter()
-    _, info = generate_drums(ckpt.model, mix, rhythm, SamplingSettings(seed=0))
+    _, info = generate_drums(ckpt.model, mix, rhythm, SamplingSettings(seed=0), steps=steps)
     _sync(device)
     gen_s = time.perf_counter() - t1
     params = sum(p.numel() for p in ckpt.model.parameters())
@@ -201,9 +230,12 @@ def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats:
     mix, rhythm = _random_inputs(cfg.n_q, cfg.card, cfg.rhythm_classes, n)
     settings = SamplingSettings(temperature=1.0, top_k=cfg.top_k, cfg_coef=cfg.cfg_coef, seed=0)
 
+    steps = _CountingSteps(_steps_for(model, device, 2 * n + 1 + cfg.n_q))
+
     def ours(frames: int, with_rhythm: bool = False) -> tuple[float, int]:
         t0 = time.perf_counter()
-        drums, _ = generate_drums(model, mix[:, :frames], rhythm[:, :frames] if with_rhythm else None, settings)
+        drums, _ = generate_drums(model, mix[:, :frames], rhythm[:, :frames] if with_rhythm else None, settings,
+                                  steps=steps)
         _sync(device)
         return time.perf_counter() - t0, drums.shape[-1]
 
@@ -220,8 +252,8 @@ def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats:
 
     warm = min(n, 25)
     with torch.no_grad(), _null_condition(lm, cfg.cross_attention) as conditions:
-        with _batch_sizes(lm.transformer) as rows_ours:
-            ours(warm)
+        ours(warm)
+        rows_ours = set(steps.rows)
         with _batch_sizes(lm.transformer) as rows_theirs:
             theirs(warm, conditions)
         runs_ours, runs_theirs, runs_rhythm = [], [], []
@@ -241,6 +273,129 @@ def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats:
             "threads": torch.get_num_threads(), **_gpu_peak(device)}
 
 
+def batch_case(jobs: int = BATCH_JOBS, seconds: float = BATCH_SECONDS, device: str = "cpu") -> dict:
+    """`jobs` simultaneous `seconds`-long jobs on `tiny` through the engine: decoded as rows of one
+    batch (`generate_batch`), as concurrent `generate` calls from one thread each (what the daemon's
+    batching worker does; the engine merges them), and one after another; best of two runs each."""
+    import threading
+
+    import numpy as np
+
+    from darc_bridge.audio import Audio
+    from darc_bridge.engines import GenerationParams, create_engine
+    from darc_bridge.engines.darc import BatchJob
+    from darc_bridge.model.checkpoint import init_checkpoint
+
+    _prepare(device)
+    sr = 32000
+    t = np.arange(int(seconds * sr)) / sr
+    mixes = [Audio((0.3 * np.sin(2 * np.pi * (110 + 30 * i) * t))[None].astype(np.float32), sr) for i in range(jobs)]
+    params = [GenerationParams(seed=i) for i in range(jobs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        init_checkpoint("tiny", Path(tmp) / "tiny")
+        engine = create_engine("darc", checkpoint=str(Path(tmp) / "tiny"), device=device)
+        engine.load()
+        seq, bat, thr = [], [], []
+
+        def threaded() -> list:
+            out: list = [None] * jobs
+
+            def run(i: int) -> None:
+                out[i] = engine.generate(mixes[i], None, params[i])
+
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(jobs)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            return out
+
+        for _ in range(2):
+            t0 = time.perf_counter()
+            one = [engine.generate(m, None, p) for m, p in zip(mixes, params, strict=True)]
+            seq.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            many = engine.generate_batch([BatchJob(m, None, p) for m, p in zip(mixes, params, strict=True)])
+            bat.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            together = threaded()
+            thr.append(time.perf_counter() - t0)
+    same = sum(np.array_equal(a.stem, b.stem) for a, b in zip(one, many, strict=True))
+    same_threads = sum(np.array_equal(a.stem, b.stem) for a, b in zip(one, together, strict=True))
+    return {"seconds": min(bat), "sequential_s": min(seq), "speedup": min(seq) / min(bat),
+            "threads_s": min(thr), "threads_speedup": min(seq) / min(thr), "threads_same": same_threads,
+            "jobs": jobs, "job_s": seconds, "same_as_alone": same, **_gpu_peak(device)}
+
+
+def steps_case(preset_name: str = "small", device: str = "cuda", repeats: int = 200) -> dict:
+    """cuda only: ms per decode step at 1, 2 and 3 rows, CUDA graph replay against eager steps,
+    at the middle of a full window's cache."""
+    from darc_bridge.model.checkpoint import random_checkpoint
+    from darc_bridge.model.decode import CudaGraphSteps, Decoder
+
+    dtype = _prepare(device)
+    ckpt = random_checkpoint(preset_name)
+    model = ckpt.model.to(device=device, dtype=dtype)
+    cfg = ckpt.config
+    n_steps = 2 * int(round(cfg.window_s * cfg.frame_rate)) + 1 + cfg.n_q
+    decoder = Decoder(model)
+    graphs = CudaGraphSteps(decoder, n_steps)
+    out: dict = {"window_steps": n_steps}
+    for rows in (1, 2, 3):
+        tokens = torch.zeros(rows, cfg.n_q, 1, dtype=torch.long, device=device)
+        rhythm = torch.zeros(rows, 1, cfg.dim, dtype=dtype, device=device)
+        position = torch.full((1,), n_steps // 2, dtype=torch.long, device=device)
+        for name, ctx in (("graph", graphs.session(rows, n_steps)), ("eager", _eager(decoder, rows, n_steps))):
+            with ctx as session:
+                for _ in range(10):
+                    session.decode_step(tokens, position, rhythm, attend=n_steps // 2 + 1)
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    session.decode_step(tokens, position, rhythm, attend=n_steps // 2 + 1)
+                _sync(device)
+                out[f"{name}_ms_{rows}rows"] = (time.perf_counter() - t0) / repeats * 1000
+    out["seconds"] = out["graph_ms_2rows"] / 1000
+    return {**out, **_gpu_peak(device)}
+
+
+@contextmanager
+def _eager(decoder, rows: int, steps: int):
+    yield decoder.session(rows, steps)
+
+
+def engine_small_case(seconds: float = 30.0, window_s: float = 10.0, device: str = "cuda") -> dict:
+    """cuda only: `seconds` of drums with `small` (random weights) end to end through the engine,
+    in `window_s` windows (each with its own mix span as the prefix), rhythm prompt, CFG."""
+    import numpy as np
+
+    from darc_bridge.audio import Audio
+    from darc_bridge.engines import GenerationParams, create_engine
+    from darc_bridge.model.checkpoint import init_checkpoint
+
+    _prepare(device)
+    sr = 32000
+    t = np.arange(int(seconds * sr)) / sr
+    mix = Audio((0.3 * np.sin(2 * np.pi * 220 * t))[None].astype(np.float32), sr)
+    clicks = np.zeros(int(seconds * sr), dtype=np.float32)
+    for start in np.arange(0.0, seconds - 0.1, 0.25):
+        i = int(start * sr)
+        clicks[i:i + 800] = np.exp(-np.arange(800) / 120.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        init_checkpoint("small", Path(tmp) / "small")
+        t0 = time.perf_counter()
+        engine = create_engine("darc", checkpoint=str(Path(tmp) / "small"), device=device)
+        engine.load()
+        load_s = time.perf_counter() - t0
+        params = GenerationParams(seed=0, extra={"window_s": window_s, "overlap_s": min(5.0, window_s / 2)})
+        engine.generate(mix, Audio(clicks[None], sr), params)  # first job: lazy kernels
+        t1 = time.perf_counter()
+        result = engine.generate(mix, Audio(clicks[None], sr), params)
+        gen_s = time.perf_counter() - t1
+    return {"seconds": gen_s, "load_s": load_s, "steps": result.info["steps"], "windows": result.info["windows"],
+            "x_realtime": seconds / gen_s, **_gpu_peak(device)}
+
+
 def cases() -> list[BenchRow]:
     device = bench_device()
     rows = [run_isolated("model", f"tiny generate {s:.0f}s ({device})", "darc_bridge.bench.model:tiny_case",
@@ -251,4 +406,11 @@ def cases() -> list[BenchRow]:
     for name, seconds in COMPARE[device]:
         rows.append(run_isolated("model", f"{name} ours vs audiocraft {seconds:.0f}s ({device})",
                                  "darc_bridge.bench.model:compare_case", name, seconds, device, timeout=1800))
+    rows.append(run_isolated("model", f"tiny {BATCH_JOBS}x{BATCH_SECONDS:.0f}s batch vs seq ({device})",
+                             "darc_bridge.bench.model:batch_case", BATCH_JOBS, BATCH_SECONDS, device, timeout=1800))
+    if device.startswith("cuda"):
+        rows.append(run_isolated("model", "small ms/step 1-3 rows (cuda)", "darc_bridge.bench.model:steps_case",
+                                 "small", device))
+        rows.append(run_isolated("model", "small engine 30s in 10s windows (cuda)",
+                                 "darc_bridge.bench.model:engine_small_case", 30.0, 10.0, device, timeout=1800))
     return rows

@@ -140,9 +140,9 @@ def _load_state(folder: Path, name: str, expected: dict[str, Any]) -> dict[str, 
         raise CheckpointError(f"checkpoint file is unreadable: {f} ({exc})") from exc
 
 
-def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, assign: bool = False) -> None:
     try:
-        module.load_state_dict(state, strict=True)
+        module.load_state_dict(state, strict=True, assign=assign)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "shape or key mismatch"
         raise CheckpointError(f"{what} weights do not match the config in the manifest: {first}") from exc
@@ -166,11 +166,26 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             raise CheckpointError(f"checkpoint manifest does not list {name}: {folder}")
     lm_state = _load_state(folder, LM_FILE, files[LM_FILE])
     codec_state = _load_state(folder, CODEC_FILE, files[CODEC_FILE])
-    model = DarcLM(config)
-    _load_into(model, lm_state, "model")
-    codec = build_codec(config.codec, config.n_q)
-    _load_into(codec, codec_state, "codec")
+    model = _on_meta(lambda: DarcLM(config, device="meta"), lm_state, "model", lambda: DarcLM(config))
+    codec = _on_meta(lambda: build_codec(config.codec, config.n_q, device="meta"), codec_state, "codec",
+                     lambda: build_codec(config.codec, config.n_q))
     return Checkpoint(model.eval(), codec.eval(), settings, manifest.get("source", "unknown"), manifest)
+
+
+def _on_meta(build_meta, state: dict[str, torch.Tensor], what: str, build_cpu) -> torch.nn.Module:
+    """Build on the meta device (no memory, no random init) and take the loaded tensors as they
+    are (`assign=True`): `small` then loads in seconds instead of spending ~17 s on an init that
+    the weights overwrite. A module that keeps a tensor outside its state (it would stay on meta)
+    is built the ordinary way instead."""
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # float32 on the CPU
+    with torch.device("meta"):
+        module = build_meta()
+    _load_into(module, state, what, assign=True)
+    if any(t.is_meta for t in (*module.parameters(), *module.buffers())):
+        log.debug("%s keeps state outside its state dict: built on the CPU instead", what)
+        module = build_cpu()
+        _load_into(module, state, what)
+    return module
 
 
 def random_checkpoint(preset_name: str, seed: int = 0, rhythm_settings: RhythmSettings | None = None,

@@ -2,8 +2,8 @@
 input and again before the chosen layers (MusiConGen's adaptive in-attention).
 
 audiocraft's `sum` and `input_interpolate` fusers are wrong for time-aligned features while
-streaming, so the injection is a forward pre-hook on each chosen layer that slices the
-per-step conditioning at the transformer's own streaming offset.
+streaming, so the conditioning is an explicit argument of the forward passes (DarcLM.forward for
+whole sequences, darc_bridge.model.decode step by step): no hooks, no hidden state.
 """
 
 from __future__ import annotations
@@ -64,46 +64,25 @@ class FrameConditioner(nn.Module):
         return out
 
 
-class InAttention:
-    """Adds the current chunk of per-step conditioning to the input of chosen transformer layers.
+class ConditionStream:
+    """Serves per-step conditioning one decoding step at a time, keeping its own position.
 
-    The chunk is read at the transformer's streaming offset (the number of pattern steps already
-    cached), so it stays aligned whether the model sees the whole sequence, a multi-step prefix
-    or one step at a time, and for any batch layout (CFG rows are built by the caller).
+    audiocraft's streaming modules each keep their own offset; so does this one, on the device,
+    instead of reading the transformer's private streaming state (which cost a host sync a step).
+    The position advances in place, so the same tensors serve a captured CUDA graph.
     """
 
-    def __init__(self, transformer: nn.Module, layers: list[int]) -> None:
-        self.transformer = transformer
-        self.layers = list(layers)
-        self.cond: torch.Tensor | None = None
-        self._handles = [
-            transformer.layers[i].register_forward_pre_hook(self._hook, with_kwargs=True) for i in self.layers
-        ]
+    def __init__(self, cond: torch.Tensor, start: int = 0) -> None:
+        self.cond = cond  # (B, S, dim)
+        self.position = torch.full((1,), start, dtype=torch.long, device=cond.device)
 
-    def offset(self) -> int:
-        offsets = self.transformer._streaming_state.get("offsets")
-        return 0 if offsets is None else int(offsets.reshape(-1)[0])
+    def next(self) -> torch.Tensor:
+        """The conditioning rows (B, 1, dim) of the current step; moves on by one step."""
+        row = self.cond.index_select(1, self.position)
+        self.position.add_(1)
+        return row
 
-    def chunk(self, length: int) -> torch.Tensor | None:
-        """The conditioning for the `length` steps starting at the current offset."""
-        if self.cond is None:
-            return None
-        start = self.offset()
-        piece = self.cond[:, start:start + length]
-        if piece.shape[1] != length:
-            raise ValueError(f"conditioning covers {self.cond.shape[1]} steps, model is at step {start + length}")
-        return piece
-
-    def _hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if self.cond is None:
-            return None
-        x = args[0]
-        piece = self.chunk(x.shape[1])
-        if piece.shape[0] != x.shape[0]:
-            raise ValueError(f"conditioning batch {piece.shape[0]} does not match model batch {x.shape[0]}")
-        return (x + piece.to(x.dtype), *args[1:]), kwargs
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+    def select_rows(self, index: torch.Tensor) -> ConditionStream:
+        out = ConditionStream(self.cond.index_select(0, index))
+        out.position.copy_(self.position)
+        return out

@@ -4,6 +4,10 @@ The wrapped `LMModel` keeps MusicGen's exact parameter layout (so MusicGen weigh
 what DARC adds lives beside it: the delimiter's embedding rows (one per codebook, kept as their
 own parameter so fine-tuning can train them while the pretrained rows stay frozen) and the
 rhythm/beat projections.
+
+The forward pass runs the transformer's layers itself so that the rhythm enters as an explicit
+argument before the chosen layers (no hooks). That also makes activation checkpointing exact:
+a recomputed layer gets the same conditioning as its first run, because it is an input.
 """
 
 from __future__ import annotations
@@ -13,37 +17,58 @@ import logging
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from darc_bridge.compat import import_audiocraft
-from darc_bridge.model.conditioning import FrameConditioner, InAttention
+from darc_bridge.model.conditioning import FrameConditioner
 from darc_bridge.model.presets import DarcConfig, lm_omegaconf
 from darc_bridge.model.tokens import build_codes, drum_mask, null_context
 
 log = logging.getLogger(__name__)
 
 
-def build_audiocraft_lm(config: DarcConfig) -> nn.Module:
-    """A random-weight audiocraft LMModel of the config's shape (no conditioners, no download)."""
+def build_audiocraft_lm(config: DarcConfig, device: str = "cpu") -> nn.Module:
+    """A random-weight audiocraft LMModel of the config's shape (no conditioners, no download).
+
+    `device="meta"` builds it without memory or initialisation, to be filled by
+    `load_state_dict(..., assign=True)`.
+    """
     import_audiocraft()
     from audiocraft.models.builders import get_lm_model
 
-    return get_lm_model(lm_omegaconf(config))
+    return get_lm_model(lm_omegaconf(config, device))
+
+
+def sin_embedding(positions: torch.Tensor, dim: int, max_period: float, dtype: torch.dtype) -> torch.Tensor:
+    """audiocraft's sinusoidal positions (B, T, dim) for a (B, T, 1) or (1, T, 1) position tensor."""
+    from audiocraft.modules.transformer import create_sin_embedding
+
+    return create_sin_embedding(positions, dim, max_period=max_period, dtype=dtype)
+
+
+def _layer(layer: nn.Module, x: torch.Tensor, piece: torch.Tensor | None, src: torch.Tensor | None) -> torch.Tensor:
+    if piece is not None:
+        x = x + piece.to(x.dtype)
+    return layer(x, cross_attention_src=src)
 
 
 class DarcLM(nn.Module):
     """Predicts drum tokens after `[mix | delimiter]`, following per-frame rhythm features."""
 
-    def __init__(self, config: DarcConfig, lm: nn.Module | None = None) -> None:
+    def __init__(self, config: DarcConfig, lm: nn.Module | None = None, device: str = "cpu") -> None:
+        """`device="meta"`: shapes only (no memory, no random init), for loading with `assign=True`."""
         super().__init__()
         self.config = config
-        self.lm = lm if lm is not None else build_audiocraft_lm(config)
+        self.lm = lm if lm is not None else build_audiocraft_lm(config, device)
         if self.lm.card != config.card or self.lm.num_codebooks != config.n_q:
             raise ValueError(f"LM has {self.lm.num_codebooks} x {self.lm.card} tokens, config says "
                              f"{config.n_q} x {config.card}")
-        std = float(self.lm.emb[0].weight.detach().float().std())
-        self.delimiter = nn.Parameter(torch.randn(config.n_q, config.dim) * std)
-        self.conditioner = FrameConditioner(config.dim, config.rhythm_classes, beat=config.beat_conditioning)
-        self.in_attention = InAttention(self.lm.transformer, config.injection_layers)
+        with torch.device(device):
+            emb = self.lm.emb[0].weight
+            std = 1.0 if emb.is_meta else float(emb.detach().float().std())
+            self.delimiter = nn.Parameter(torch.randn(config.n_q, config.dim) * std)
+            self.conditioner = FrameConditioner(config.dim, config.rhythm_classes, beat=config.beat_conditioning)
+        self.injection_layers = frozenset(config.injection_layers)
 
     @property
     def pad(self) -> int:
@@ -57,10 +82,6 @@ class DarcLM(nn.Module):
     def n_q(self) -> int:
         return self.config.n_q
 
-    def streaming(self):
-        """Key/value caching context for step-by-step generation (audiocraft's streaming API)."""
-        return self.lm.streaming()
-
     def embed(self, sequence: torch.Tensor) -> torch.Tensor:
         """Sum of per-codebook embeddings (B, S, dim); delimiter tokens use the delimiter rows."""
         out = None
@@ -73,25 +94,38 @@ class DarcLM(nn.Module):
         return out
 
     def forward(self, sequence: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, K, S, card) for pattern steps `sequence` (B, K, S).
+        """Logits (B, K, S, card) for the whole pattern sequence `sequence` (B, K, S).
 
-        `cond` is the per-step conditioning (B, S_total, dim) of the *whole* pattern sequence; the
-        slice for these steps is found from the streaming offset, both here and in the hooks.
+        `cond` is the per-step conditioning (B, S, dim) from `step_conditioning`: added to the input
+        (when `rhythm_at_input`) and again before each in-attention layer. Step-by-step decoding
+        with cached keys and values is `darc_bridge.model.decode`.
         """
         b, k, s = sequence.shape
         if k != self.n_q:
             raise ValueError(f"sequence has {k} codebooks, model expects {self.n_q}")
+        if cond is not None:
+            if cond.shape[1] < s or cond.shape[0] != b:
+                raise ValueError(f"conditioning {tuple(cond.shape)} does not cover a batch of {b} x {s} steps")
+            cond = cond[:, :s]
+        tr = self.lm.transformer
         x = self.embed(sequence)
-        self.in_attention.cond = cond
-        try:
-            if cond is not None and self.config.rhythm_at_input:
-                x = x + self.in_attention.chunk(s).to(x.dtype)
-            out = self.lm.transformer(x, cross_attention_src=self._null_text(b, x))
-        finally:
-            self.in_attention.cond = None
+        if cond is not None and self.config.rhythm_at_input:
+            x = x + cond.to(x.dtype)
+        if tr.positional_embedding != "sin":
+            raise NotImplementedError(f"positional embedding {tr.positional_embedding!r}: DARC uses 'sin'")
+        positions = torch.arange(s, device=x.device).view(1, -1, 1)
+        x = x + tr.positional_scale * sin_embedding(positions, x.shape[-1], tr.max_period, x.dtype)
+        src = self._null_text(b, x)
+        checkpointed = tr.checkpointing != "none" and self.training and torch.is_grad_enabled()
+        for i, layer in enumerate(tr.layers):
+            piece = cond if cond is not None and i in self.injection_layers else None
+            if checkpointed:
+                x = torch_checkpoint(_layer, layer, x, piece, src, use_reentrant=False)
+            else:
+                x = _layer(layer, x, piece, src)
         if self.lm.out_norm is not None:
-            out = self.lm.out_norm(out)
-        return torch.stack([self.lm.linears[i](out) for i in range(k)], dim=1)
+            x = self.lm.out_norm(x)
+        return torch.stack([self.lm.linears[i](x) for i in range(k)], dim=1)
 
     def _null_text(self, batch: int, x: torch.Tensor) -> torch.Tensor | None:
         """MusicGen's text cross-attention, kept for weight compatibility, gets one zero vector:

@@ -6,6 +6,11 @@ Guided logits:
   l = l_null + cfg * (l_context - l_null) + cfg * rhythm_strength * (l_full - l_context)
 so rhythm_strength 0 ignores the prompt exactly, 1 is plain classifier-free guidance on the full
 condition (as trained), and > 1 pushes rhythm adherence. Rows whose weight is 0 are not computed.
+
+Everything here runs on the logits' device without reading a value back to the host, so a decode
+step never waits for the GPU. The draw is the exponential-race form of `torch.multinomial`'s
+one-sample path (argmax of p / E with E ~ Exp(1)): the same tokens from the same generator on
+the CPU, without multinomial's input checks (a host sync on cuda).
 """
 
 from __future__ import annotations
@@ -56,12 +61,18 @@ def sample_tokens(
         sorted_p, order = flat.sort(dim=-1, descending=True)
         drop = sorted_p.cumsum(dim=-1) - sorted_p > top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
-        pick = torch.multinomial(sorted_p / sorted_p.sum(-1, keepdim=True), 1, generator=generator)
+        pick = draw(sorted_p / sorted_p.sum(-1, keepdim=True), generator)
         tokens = order.gather(-1, pick)
     elif 0 < top_k < flat.shape[-1]:
         top_vals, top_idx = flat.topk(top_k, dim=-1)
-        pick = torch.multinomial(top_vals / top_vals.sum(-1, keepdim=True), 1, generator=generator)
+        pick = draw(top_vals / top_vals.sum(-1, keepdim=True), generator)
         tokens = top_idx.gather(-1, pick)
     else:
-        tokens = torch.multinomial(flat, 1, generator=generator)
+        tokens = draw(flat, generator)
     return tokens.reshape(probs.shape[:-1])
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One index per row of `probs` (N, C), as `torch.multinomial(probs, 1, generator=generator)`."""
+    race = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / race).argmax(dim=-1, keepdim=True)

@@ -1,0 +1,426 @@
+"""Explicit decoding for DarcLM: a prefill over the prefix, then one pattern step at a time.
+
+Why not audiocraft's streaming API (still the reference in the tests): each step it grows every
+layer's keys and values by concatenation, rebuilds the causal mask, runs einsum attention,
+recomputes the text cross-attention although its source is one zero vector, and our rhythm went
+in through hooks that read the transformer's private offset with a host sync. Here:
+
+- keys and values go into a cache preallocated per layer; the position is a device tensor;
+- attention runs through `scaled_dot_product_attention`;
+- the idle cross-attention is reduced to what it adds: over a single key its weight is exactly 1,
+  so its output is `out_proj(v_bias)`, a constant (zero for MusicGen's bias-free layers: skipped);
+- the in-attention conditioning is an argument (`rhythm_row`), never hidden state;
+- the weights are the wrapped audiocraft `LMModel`'s own (read, never copied, except the small
+  fused embedding and output tables a session builds once).
+
+`DecodeSession.decode_step(tokens, position, rhythm_row)` reads only device tensors and does
+not sync with the host, so on a GPU it is captured once per row count as a CUDA graph
+(`CudaGraphSteps`, cuda only; optionally through `torch.compile`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from darc_bridge.model.lm import DarcLM, sin_embedding
+
+log = logging.getLogger(__name__)
+
+GRAPH_ROWS = (1, 2, 3)  # one guidance row, CFG (two rows), CFG with rhythm guidance (three rows)
+CPU_MIN_ROWS = 4  # from 4 rows on, a CPU matrix product rounds each row independently of the batch
+
+
+def decode_dtype(device: str | torch.device) -> torch.dtype:
+    """bf16 on a GPU that has it, fp16 on older ones, float32 on the CPU."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class _Layer:
+    """What one audiocraft StreamingTransformerLayer computes, as references to its weights
+    (called through torch.nn.functional: no module dispatch per step)."""
+
+    norm1: tuple
+    in_proj: tuple[torch.Tensor, torch.Tensor | None]
+    out_proj: tuple[torch.Tensor, torch.Tensor | None]
+    scale_1: nn.Module | None
+    cross: torch.Tensor | None  # the constant the idle cross-attention adds (None: zero)
+    norm2: tuple
+    linear1: tuple[torch.Tensor, torch.Tensor | None]
+    activation: object
+    linear2: tuple[torch.Tensor, torch.Tensor | None]
+    scale_2: nn.Module | None
+    as_float32: bool
+
+
+def _norm(m: nn.Module) -> tuple:
+    if not isinstance(m, nn.LayerNorm):
+        raise NotImplementedError(f"the decode path supports layer norm only, not {type(m).__name__}")
+    return m.normalized_shape, m.weight, m.bias, m.eps
+
+
+def _lin(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return m.weight, m.bias
+
+
+def _scale(m: nn.Module) -> nn.Module | None:
+    return None if isinstance(m, nn.Identity) else m
+
+
+def _check_layout(model: DarcLM) -> None:
+    tr = model.lm.transformer
+    problems = []
+    if tr.positional_embedding != "sin":
+        problems.append(f"positional embedding {tr.positional_embedding!r}")
+    for i, layer in enumerate(tr.layers):
+        att = layer.self_attn
+        if not layer.norm_first:
+            problems.append(f"layer {i} is post-norm")
+        if not att.custom or att.past_context is not None or att.kv_repeat != 1 or att.qk_layer_norm or att.rope:
+            problems.append(f"layer {i} attention (custom={att.custom}, past_context={att.past_context}, "
+                            f"kv_repeat={att.kv_repeat}, qk_layer_norm={att.qk_layer_norm})")
+    if problems:
+        raise NotImplementedError("the decode path supports MusicGen's transformer layout only: "
+                                  + "; ".join(problems[:3]))
+
+
+def _cross_constant(layer: nn.Module) -> torch.Tensor | None:
+    """What the cross-attention over one zero vector adds to every position (None when exactly zero)."""
+    att = layer.cross_attention
+    if att is None:
+        return None
+    dim = att.embed_dim
+    v_bias = None if att.in_proj_bias is None else att.in_proj_bias[2 * dim:]
+    if v_bias is None and att.out_proj.bias is None:
+        return None
+    with torch.no_grad():
+        v = v_bias if v_bias is not None else att.in_proj_weight.new_zeros(dim)
+        return layer.layer_scale_cross(att.out_proj(v.view(1, 1, dim)))
+
+
+class KVCache:
+    """Keys and values of every layer, preallocated: (layers, 2, rows, heads, steps, head_dim)."""
+
+    def __init__(self, layers: int, rows: int, heads: int, steps: int, head_dim: int,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        self.kv = torch.zeros(layers, 2, rows, heads, steps, head_dim, device=device, dtype=dtype)
+
+    @property
+    def rows(self) -> int:
+        return self.kv.shape[2]
+
+    @property
+    def steps(self) -> int:
+        return self.kv.shape[4]
+
+
+class Decoder:
+    """Builds decode sessions over a DarcLM's weights (stateless itself: safe to share)."""
+
+    def __init__(self, model: DarcLM) -> None:
+        _check_layout(model)
+        self.model = model
+        tr = model.lm.transformer
+        first = tr.layers[0].self_attn
+        self.dim = model.config.dim
+        self.heads = first.num_heads
+        self.head_dim = self.dim // self.heads
+        self.n_q = model.n_q
+        self.card = model.config.card
+        self.max_period = tr.max_period
+        self.positional_scale = tr.positional_scale
+        self.at_input = model.config.rhythm_at_input
+        self.injection = model.injection_layers
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.lm.emb[0].weight.dtype
+
+    def layers(self) -> list[_Layer]:
+        out = []
+        for layer in self.model.lm.transformer.layers:
+            att = layer.self_attn
+            out.append(_Layer(_norm(layer.norm1), (att.in_proj_weight, att.in_proj_bias), _lin(att.out_proj),
+                              _scale(layer.layer_scale_1), _cross_constant(layer), _norm(layer.norm2),
+                              _lin(layer.linear1), layer.activation, _lin(layer.linear2),
+                              _scale(layer.layer_scale_2), att.attention_as_float32))
+        return out
+
+    def session(self, rows: int, steps: int, min_rows: int = 1) -> DecodeSession:
+        """A fresh session with a cache for `rows` batch rows and `steps` pattern steps
+        (`min_rows`: see `DecodeSession`)."""
+        return DecodeSession(self, KVCache(len(self.model.lm.transformer.layers), rows, self.heads, steps,
+                                           self.head_dim, self.device, self.dtype), min_rows=min_rows)
+
+
+class DecodeSession:
+    """One preallocated cache and the forward passes that fill and read it.
+
+    `min_rows`: matrix products over fewer rows are padded to this many (see CPU_MIN_ROWS), so a
+    row's result does not depend on how many other rows share the batch.
+    """
+
+    def __init__(self, decoder: Decoder, cache: KVCache, tables: tuple | None = None, min_rows: int = 1) -> None:
+        self.decoder = decoder
+        self.cache = cache
+        self.min_rows = min_rows
+        self.layers = decoder.layers()
+        if tables is None:
+            tables = self._tables(cache.steps)
+        self.emb_table, self.emb_offsets, self.pos_table, self.out_weight, self.out_bias = tables
+
+    def _tables(self, steps: int) -> tuple:
+        """Fused tables, built once per session: all embedding rows (the delimiter rows after each
+        codebook's own), the scaled positions of every step, and the output heads as one matrix."""
+        d = self.decoder
+        m = d.model
+        with torch.no_grad():
+            rows = []
+            for k in range(d.n_q):
+                rows += [m.lm.emb[k].weight, m.delimiter[k:k + 1].to(m.lm.emb[k].weight.dtype)]
+            table = torch.cat(rows, dim=0)
+            width = d.card + 2  # tokens 0..card-1, pad (card), delimiter (card + 1)
+            offsets = (torch.arange(d.n_q, device=table.device) * width).view(1, -1, 1)
+            positions = torch.arange(steps, device=table.device).view(1, -1, 1)
+            pos = d.positional_scale * sin_embedding(positions, d.dim, d.max_period, table.dtype)[0]
+            heads = m.lm.linears
+            weight = torch.cat([h.weight for h in heads], dim=0)
+            bias = None if heads[0].bias is None else torch.cat([h.bias for h in heads], dim=0)
+        return table, offsets, pos, weight, bias
+
+    def select_rows(self, index: torch.Tensor) -> DecodeSession:
+        """A session holding only the rows `index` of this one (a cancelled job leaves a batch)."""
+        cache = KVCache.__new__(KVCache)
+        cache.kv = self.cache.kv.index_select(2, index)
+        return DecodeSession(self.decoder, cache, (self.emb_table, self.emb_offsets, self.pos_table,
+                                                   self.out_weight, self.out_bias), self.min_rows)
+
+    def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        lead = x.shape[:-1]
+        m = x.numel() // x.shape[-1]
+        if m >= self.min_rows:
+            return F.linear(x, weight, bias)
+        flat = torch.cat([x.reshape(m, -1), x.new_zeros(self.min_rows - m, x.shape[-1])])
+        return F.linear(flat, weight, bias)[:m].view(*lead, -1)
+
+    # -- the model, explicitly ----------------------------------------------------------------
+    def _embed(self, tokens: torch.Tensor, pos: torch.Tensor, rhythm: torch.Tensor | None) -> torch.Tensor:
+        e = F.embedding(tokens + self.emb_offsets, self.emb_table)  # (B, K, T, dim)
+        x = e[:, 0]
+        for k in range(1, e.shape[1]):
+            x = x + e[:, k]
+        if rhythm is not None and self.decoder.at_input:
+            x = x + rhythm.to(x.dtype)
+        return x + pos
+
+    def _attend(self, q, k, v, mask, causal: bool, as_float32: bool) -> torch.Tensor:
+        dtype = q.dtype
+        if as_float32:
+            q, k, v = q.float(), k.float(), v.float()
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal).to(dtype)
+
+    def _run(self, x: torch.Tensor, rhythm: torch.Tensor | None, write, read, mask, causal: bool) -> torch.Tensor:
+        b, t, _ = x.shape
+        d = self.decoder
+        lin = self._linear
+        rows = b
+        if t == 1 and b < self.min_rows:
+            # a decode step carries zero rows up to min_rows through the per-row work, so its
+            # matrix products need no padding of their own; attention runs on the real rows only
+            rows = self.min_rows
+            x = torch.cat([x, x.new_zeros(rows - b, 1, d.dim)])
+            if rhythm is not None:
+                rhythm = torch.cat([rhythm.to(x.dtype), x.new_zeros(rows - b, 1, d.dim)])
+        for i, layer in enumerate(self.layers):
+            if rhythm is not None and i in d.injection:
+                x = x + rhythm.to(x.dtype)
+            h = F.layer_norm(x, *layer.norm1)
+            qkv = lin(h, *layer.in_proj)
+            qkv = qkv.view(rows, t, 3, d.heads, d.head_dim).permute(2, 0, 3, 1, 4)[:, :b]  # (3, B, H, T, D)
+            write(i, qkv[1:])
+            keys, values = read(i, qkv)
+            att = self._attend(qkv[0], keys, values, mask, causal, layer.as_float32)
+            att = att.transpose(1, 2).reshape(b, t, d.dim)
+            if rows > b:
+                att = torch.cat([att, att.new_zeros(rows - b, t, d.dim)])
+            att = lin(att, *layer.out_proj)
+            x = x + (att if layer.scale_1 is None else layer.scale_1(att))
+            if layer.cross is not None:
+                x = x + layer.cross.to(x.dtype)
+            h = F.layer_norm(x, *layer.norm2)
+            ff = lin(layer.activation(lin(h, *layer.linear1)), *layer.linear2)
+            x = x + (ff if layer.scale_2 is None else layer.scale_2(ff))
+        out_norm = d.model.lm.out_norm
+        if out_norm is not None:
+            x = out_norm(x)
+        logits = lin(x[:, -1], self.out_weight, self.out_bias)[:b]  # (B, K * card)
+        return logits.view(b, d.n_q, d.card)
+
+    @torch.no_grad()
+    def prefill(self, sequence: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """Run the prefix `sequence` (B, K, T) from position 0 into the cache; logits (B, K, card)
+        of its last step. `cond` (B, T, dim) is the prefix's per-step conditioning."""
+        t = sequence.shape[-1]
+        if t > self.cache.steps:
+            raise ValueError(f"prefix of {t} steps does not fit a cache of {self.cache.steps}")
+        x = self._embed(sequence, self.pos_table[:t], cond)
+        kv = self.cache.kv
+
+        def write(i: int, new: torch.Tensor) -> None:
+            kv[i, :, :, :, :t] = new
+
+        return self._run(x, cond, write, lambda i, qkv: (qkv[1], qkv[2]), None, True)
+
+    @torch.no_grad()
+    def decode_step(self, tokens: torch.Tensor, position: torch.Tensor, rhythm_row: torch.Tensor | None,
+                    attend: int | None = None) -> torch.Tensor:
+        """Logits (B, K, card) after feeding `tokens` (B, K, 1) at `position` (a one-element device
+        tensor), with the step's conditioning `rhythm_row` (B, 1, dim) or None.
+
+        `attend` (host side, optional) is how many cached steps the query sees (`position + 1`): the
+        CPU path reads only those. Without it the whole cache is read under a mask built on the
+        device, so nothing in the step depends on a host value (what a CUDA graph needs).
+        """
+        kv = self.cache.kv
+        x = self._embed(tokens, self.pos_table.index_select(0, position), rhythm_row)
+
+        def write(i: int, new: torch.Tensor) -> None:
+            kv[i].index_copy_(3, position, new)
+
+        if attend is None:
+            mask = (torch.arange(self.cache.steps, device=kv.device) <= position).view(1, 1, 1, -1)
+
+            def read(i: int, qkv: torch.Tensor):
+                return kv[i, 0], kv[i, 1]
+        else:
+            mask = None
+
+            def read(i: int, qkv: torch.Tensor):
+                return kv[i, 0, :, :, :attend], kv[i, 1, :, :, :attend]
+
+        return self._run(x, rhythm_row, write, read, mask, False)
+
+
+@dataclass
+class _Graph:
+    session: DecodeSession
+    graph: object
+    tokens: torch.Tensor
+    position: torch.Tensor
+    rhythm: torch.Tensor
+    logits: torch.Tensor
+    lock: threading.Lock
+
+
+class GraphSession:
+    """A decode session whose steps replay a captured CUDA graph (its buffers are static)."""
+
+    def __init__(self, entry: _Graph) -> None:
+        self.entry = entry
+        self.cache = entry.session.cache
+
+    def prefill(self, sequence: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return self.entry.session.prefill(sequence, cond)
+
+    def decode_step(self, tokens: torch.Tensor, position: torch.Tensor, rhythm_row: torch.Tensor | None,
+                    attend: int | None = None) -> torch.Tensor:
+        e = self.entry
+        e.tokens.copy_(tokens)
+        e.position.copy_(position)
+        if rhythm_row is None:
+            e.rhythm.zero_()  # adding zeros changes nothing: the graph always takes a row
+        else:
+            e.rhythm.copy_(rhythm_row)
+        e.graph.replay()
+        return e.logits.clone()
+
+    def select_rows(self, index: torch.Tensor) -> DecodeSession:
+        return self.entry.session.select_rows(index)
+
+
+class CudaGraphSteps:
+    """One CUDA graph of `decode_step` per row count, captured at engine warm-up (cuda only).
+
+    A graph's cache and input buffers are shared state: a job holds the graph of its row count
+    while it decodes (a lock per graph); a job that finds it busy, or needs another row count or
+    a longer cache, decodes eagerly instead of waiting.
+    """
+
+    def __init__(self, decoder: Decoder, steps: int, rows: tuple[int, ...] = GRAPH_ROWS,
+                 compile: bool = False) -> None:
+        if decoder.device.type != "cuda":
+            raise RuntimeError("CUDA graphs need the model on a cuda device")
+        self.decoder = decoder
+        self.steps = steps
+        self.compile = compile
+        self.min_rows = 1
+        self.graphs: dict[int, _Graph] = {}
+        for r in rows:
+            self.capture(r)
+
+    @torch.no_grad()
+    def capture(self, rows: int) -> None:
+        d = self.decoder
+        session = d.session(rows, self.steps)
+        tokens = torch.full((rows, d.n_q, 1), d.model.pad, dtype=torch.long, device=d.device)
+        position = torch.zeros(1, dtype=torch.long, device=d.device)
+        rhythm = torch.zeros(rows, 1, d.dim, dtype=d.dtype, device=d.device)
+        step = session.decode_step
+        if self.compile:
+            step = torch.compile(step, dynamic=False, fullgraph=False)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # warm-up before capture (allocator, kernels, compilation)
+                step(tokens, position, rhythm)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            logits = step(tokens, position, rhythm)
+        self.graphs[rows] = _Graph(session, graph, tokens, position, rhythm, logits, threading.Lock())
+        log.info("captured a CUDA graph for %d rows over %d steps", rows, self.steps)
+
+    @contextlib.contextmanager
+    def session(self, rows: int, steps: int) -> Iterator[GraphSession | DecodeSession]:
+        entry = self.graphs.get(rows)
+        if entry is None or steps > self.steps or not entry.lock.acquire(blocking=False):
+            yield self.decoder.session(rows, steps)
+            return
+        try:
+            yield GraphSession(entry)
+        finally:
+            entry.lock.release()
+
+
+class EagerSteps:
+    """Sessions without graphs (CPU, or a GPU without capture): a fresh cache per window.
+
+    `min_rows`: batches are padded to at least this many rows. On the CPU, matrix products round
+    a row differently at one, two or three rows than at four or more (different kernels), while
+    from four rows on each row's result does not depend on the batch: so with CPU_MIN_ROWS a
+    job gives the same tokens alone and batched with others (same seed, same stem), at a small
+    cost for one job alone.
+    """
+
+    def __init__(self, decoder: Decoder, min_rows: int | None = None) -> None:
+        self.decoder = decoder
+        self.min_rows = min_rows if min_rows is not None else (CPU_MIN_ROWS if decoder.device.type == "cpu" else 1)
+
+    @contextlib.contextmanager
+    def session(self, rows: int, steps: int) -> Iterator[DecodeSession]:
+        yield self.decoder.session(rows, steps, self.min_rows)
