@@ -47,16 +47,15 @@ log = logging.getLogger(__name__)
 # engines import this module.
 ProgressCallback = Callable[[str, float], None]
 
-MAX_FIT_FRAMES = 1500  # longer takes (> 30 s) fit the bases on evenly spaced frames: same sounds, less work
+MAX_FIT_FRAMES = 1000  # longer takes (> 20 s) fit the bases on evenly spaced frames: same sounds, less work
 TRANSFORM_MAX_ITER = 20  # activations of a long take under fixed bases: converged within this (measured)
-REFINE_BEFORE_S = 0.015  # onset refinement looks this far before the model's onset frame...
-REFINE_AFTER_S = 0.03  # ...and this far after it (the 46 ms STFT window fires up to ~10 ms early)
+REFINE_S = 0.01  # onset refinement looks one model frame (10 ms) either side of the model's onset frame:
+# the model places a hit within a frame; a wider search strays to the swell of a soft hat under a tail
 CLASS_RISE_WINDOW = 2  # model frames (20 ms) before/after an onset where a component's rise is measured
-SINGLE_TIMBRE_SIMILARITY = 0.9  # cosine of 9 in 10 onset spectra to the typical one (measured: one
-# sound >= 0.97 even clipped or in noise; beatbox and taps <= 0.76)
 NOISE_FLOOR_FACTOR = 2.0  # noise magnitudes wobble around their median; clear most of that wobble
 LEAD_IN_S = 0.1  # silence put before every take (a whole number of 50 Hz frames)
 CLASS_PROBABILITY = 0.5  # a further class at one onset (kick and hat together): the model says "yes"
+SOLO_HITS = 2  # ...and that sound is heard alone at least twice in the take (once may be a misfire)
 
 
 def _mono(audio: Audio | np.ndarray, sample_rate: int | None) -> tuple[np.ndarray, int]:
@@ -180,8 +179,8 @@ def _refine_times(y: np.ndarray, sr: int, times: np.ndarray) -> np.ndarray:
     n_frames = y.size // hop + 1
     refined = times.copy()
     for i, t in enumerate(times):
-        lo = max(0, int((t - REFINE_BEFORE_S) * sr / hop))
-        hi = min(n_frames, int((t + REFINE_AFTER_S) * sr / hop) + 1)
+        lo = max(0, int((t - REFINE_S) * sr / hop))
+        hi = min(n_frames, int((t + REFINE_S) * sr / hop) + 1)
         if hi - lo < 2:
             continue
         start = (lo - 1) * hop + pad - 2 * hop  # window of frame lo-1, centred on its frame time
@@ -198,25 +197,6 @@ def _row_scale(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     top = np.percentile(h, 99.5, axis=1)
     top = np.where(top - floor > 0.05 * (h.max(axis=1) - floor), top, h.max(axis=1))
     return floor, np.maximum(top - floor, 1e-9)
-
-
-def _single_timbre(mag: np.ndarray, frames: np.ndarray, power: float) -> bool:
-    """True when nearly every onset has the same spectral shape (a pen, one click, one tap).
-
-    NMF must still spread such a prompt over K components; the hits are then labelled with one
-    class each and never counted twice.
-    """
-    if frames.size < 2:
-        return True
-    comp = mag**power
-    w = CLASS_RISE_WINDOW
-    snaps = np.stack(
-        [comp[:, f : f + w + 1].max(axis=1) - comp[:, max(0, f - w) : f + 1].min(axis=1) for f in frames]
-    ).clip(0.0)
-    snaps /= np.linalg.norm(snaps, axis=1, keepdims=True) + 1e-12
-    typical = np.median(snaps, axis=0)
-    typical /= np.linalg.norm(typical) + 1e-12
-    return float(np.percentile(snaps @ typical, 10)) >= SINGLE_TIMBRE_SIMILARITY
 
 
 def _rises(cells: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -243,17 +223,17 @@ def _pick_onsets(prob: np.ndarray, threshold: float, gap_frames: int) -> np.ndar
     return np.array(kept, dtype=int)
 
 
-def _hit_classes(probs: np.ndarray, frames: np.ndarray, single: bool) -> list[list[int]]:
-    """Classes (0 kick, 1 snare, 2 hat) of each onset: the likeliest, and any other the model
-    also calls present (kick and hat struck together). One class only on a single-timbre take."""
-    out = []
+def _hit_classes(probs: np.ndarray, frames: np.ndarray) -> list[list[int]]:
+    """Classes (0 kick, 1 snare, 2 hat) of each onset: the likeliest, and any other the model also
+    calls present (kick and hat struck together), when that other sound is also heard on its own
+    at SOLO_HITS onsets or more. A take of one sound (a pen, one click) that the model finds
+    ambiguous between two classes never plays either alone, so its hits are reported once."""
     n = probs.shape[0]
-    for f in frames:
-        pc = probs[max(0, f - 1): min(n, f + 2), 1:4].max(axis=0)
-        best = int(np.argmax(pc))
-        extra = [] if single else [c for c in range(3) if c != best and pc[c] >= CLASS_PROBABILITY]
-        out.append(sorted([best, *extra]))
-    return out
+    scores = [probs[max(0, f - 1): min(n, f + 2), 1:4].max(axis=0) for f in frames]
+    labels = [[int(np.argmax(pc))] + [c for c in range(3) if c != int(np.argmax(pc)) and pc[c] >= CLASS_PROBABILITY]
+              for pc in scores]
+    solo = np.bincount([lab[0] for lab in labels if len(lab) == 1], minlength=3)
+    return [sorted([lab[0], *(c for c in lab[1:] if solo[c] >= SOLO_HITS)]) for lab in labels]
 
 
 def _assign_components(h: np.ndarray, cells: np.ndarray, labels: list[list[int]], n_classes: int) -> np.ndarray:
@@ -328,9 +308,8 @@ def extract_rhythm(
     frames = _pick_onsets(probs[:, 0], settings.onset_threshold,
                           max(1, int(round(settings.min_onset_gap_s * model_fps))))
     cells = np.minimum((frames * settings.frame_rate / model_fps).round().astype(int), n_out - 1)
-    single = _single_timbre(clean, cells, settings.magnitude_power)
     if settings.n_classes == 3:
-        labels = _hit_classes(probs, frames, single)
+        labels = _hit_classes(probs, frames)
         h = _assign_components(h, cells, labels, 3)
     elif settings.n_classes == 1 or len(cells) == 0:
         labels = [[0] for _ in cells]

@@ -143,14 +143,14 @@ def training_set(n_per_type: int, seed: int, negatives: float = 0.3) -> tuple[np
     lead = int(round(LEAD_IN_S * SAMPLE_RATE))
     for i, case in enumerate(take_cases(seed, "tune", n_per_type)):
         take = build_take(case)
-        audio = take.audio
+        audio, truth = take.audio, take.truth
         if rng.random() < NARROWBAND_SHARE:  # a phone or a cheap interface: nothing above 4-8 kHz
             rate = int(rng.choice(NARROWBAND_RATES))
             audio = librosa.resample(audio, orig_sr=take.sample_rate, target_sr=rate, res_type="soxr_hq")
             audio = librosa.resample(audio, orig_sr=rate, target_sr=take.sample_rate, res_type="soxr_hq")
         y = np.pad(_prepare(audio, take.sample_rate, settings), (lead, 0))
         x = frame_features(y)
-        shifted = [type(o)(o.time + lead / SAMPLE_RATE, o.cls, o.strength) for o in take.truth]
+        shifted = [type(o)(o.time + lead / SAMPLE_RATE, o.cls, o.strength) for o in truth]
         t = _targets(x.shape[0], shifted, SAMPLE_RATE)
         keep = (t[:, 0] == 1) | (rng.random(x.shape[0]) < negatives)
         xs.append(x[keep])
