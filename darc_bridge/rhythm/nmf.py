@@ -55,7 +55,7 @@ CLASS_RISE_WINDOW = 2  # model frames (20 ms) before/after an onset where a comp
 NOISE_FLOOR_FACTOR = 2.0  # noise magnitudes wobble around their median; clear most of that wobble
 LEAD_IN_S = 0.1  # silence put before every take (a whole number of 50 Hz frames)
 CLASS_PROBABILITY = 0.5  # a further class at one onset (kick and hat together): the model says "yes"
-SOLO_HITS = 2  # ...and that sound is heard alone at least twice in the take (once may be a misfire)
+SOLO_HITS = 2  # ...and that class leads at two hits of the take or more (once may be a misfire)
 
 
 def _mono(audio: Audio | np.ndarray, sample_rate: int | None) -> tuple[np.ndarray, int]:
@@ -225,15 +225,16 @@ def _pick_onsets(prob: np.ndarray, threshold: float, gap_frames: int) -> np.ndar
 
 def _hit_classes(probs: np.ndarray, frames: np.ndarray) -> list[list[int]]:
     """Classes (0 kick, 1 snare, 2 hat) of each onset: the likeliest, and any other the model also
-    calls present (kick and hat struck together), when that other sound is also heard on its own
-    at SOLO_HITS onsets or more. A take of one sound (a pen, one click) that the model finds
-    ambiguous between two classes never plays either alone, so its hits are reported once."""
+    calls present (kick and hat struck together), when that other class is also the likeliest at
+    SOLO_HITS onsets or more. A take of one sound (a pen, one click) that the model finds
+    ambiguous between two classes leads with the same one every time, so its hits are reported
+    once; a kick always played with a hat still leads at some of those hits."""
     n = probs.shape[0]
     scores = [probs[max(0, f - 1): min(n, f + 2), 1:4].max(axis=0) for f in frames]
     labels = [[int(np.argmax(pc))] + [c for c in range(3) if c != int(np.argmax(pc)) and pc[c] >= CLASS_PROBABILITY]
               for pc in scores]
-    solo = np.bincount([lab[0] for lab in labels if len(lab) == 1], minlength=3)
-    return [sorted([lab[0], *(c for c in lab[1:] if solo[c] >= SOLO_HITS)]) for lab in labels]
+    lead = np.bincount([lab[0] for lab in labels], minlength=3)
+    return [sorted([lab[0], *(c for c in lab[1:] if lead[c] >= SOLO_HITS)]) for lab in labels]
 
 
 def _assign_components(h: np.ndarray, cells: np.ndarray, labels: list[list[int]], n_classes: int) -> np.ndarray:
