@@ -86,3 +86,13 @@ def test_training_is_deterministic_and_writes_a_loadable_model(tmp_path, monkeyp
     back = onset_model.load_model(str(tmp_path / "a.json"))
     assert np.allclose(back.w1, a.w1, atol=1e-6) and back.w2.shape == (4, 4)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_fast_path_equals_the_context_matrix_path():
+    model = onset_model.load_model()
+    y = _place([(0.2, 0, 0.9), (0.45, 2, 0.7), (0.7, 1, 0.8)], 1.2)
+    y22 = __import__("librosa").resample(y, orig_sr=SAMPLE_RATE, target_sr=onset_model.SAMPLE_RATE)
+    slow = model.predict(onset_model.frame_features(y22))
+    fast = model.predict_base(onset_model.base_features(y22))
+    np.testing.assert_allclose(fast, slow, atol=1e-4)
+    assert slow[:, 0].max() > 0.5

@@ -25,7 +25,7 @@ class RhythmSettings:
     frame_rate: float = FRAME_RATE
     sample_rate: int = 22050  # analysis rate: prompts at any rate are resampled to this
     n_fft: int = 1024
-    hop_length: int = 256
+    hop_length: int = 220  # 10 ms: the onset model's frames, so NMF and the model share one STFT
     n_mels: int = 0  # 0: linear magnitude spectrogram; >0: mel magnitudes before NMF
     magnitude_power: float = 0.5  # NMF input is |STFT| ** power: < 1 lets quiet hats weigh like loud kicks
     nmf_max_iter: int = 300

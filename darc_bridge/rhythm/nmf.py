@@ -290,6 +290,8 @@ def extract_rhythm(
     y = np.pad(_prepare(x, sr, settings), (lead, 0))
     lead_s = lead / settings.sample_rate
     report("rhythm", 0.1)
+    shared = (settings.sample_rate, settings.n_fft, settings.hop_length, settings.n_mels) == (
+        onset_model.SAMPLE_RATE, onset_model.N_FFT, onset_model.HOP, 0)
     mag, freqs = _spectrogram(y, settings)
     fps = settings.sample_rate / settings.hop_length
     report("rhythm", 0.3)
@@ -302,9 +304,10 @@ def extract_rhythm(
     h = h[_class_order(w, freqs, settings)]
     report("rhythm", 0.7)
     model_sr = onset_model.SAMPLE_RATE
-    y_model = y if settings.sample_rate == model_sr else librosa.resample(
+    y_model = y if shared or settings.sample_rate == model_sr else librosa.resample(
         y, orig_sr=settings.sample_rate, target_sr=model_sr, res_type="soxr_hq")
-    probs = onset_model.load_model().predict(onset_model.frame_features(y_model, model_sr))
+    base = onset_model.base_features(None, model_sr, mag) if shared else onset_model.base_features(y_model, model_sr)
+    probs = onset_model.load_model().predict_base(base)
     model_fps = model_sr / onset_model.HOP
     frames = _pick_onsets(probs[:, 0], settings.onset_threshold,
                           max(1, int(round(settings.min_onset_gap_s * model_fps))))

@@ -66,6 +66,21 @@ class OnsetModel:
         h = np.maximum(z @ self.w1 + self.b1, 0.0)
         return expit(h @ self.w2 + self.b2)
 
+    def predict_base(self, base: np.ndarray) -> np.ndarray:
+        """The same as predict(frame_features(...)) from the (2 x bands, frames) `base_features`,
+        without building the context matrix: the first layer is a sum over context offsets of
+        shifted (frames x 80) products, standardisation folded into the weights (a 3-minute take's
+        context matrix alone is 40 MB)."""
+        w = self.w1 / self.scale[:, None]
+        b = self.b1 - (self.mean / self.scale) @ self.w1
+        n, d = base.shape[1], base.shape[0]
+        lo, hi = -min(CONTEXT), max(CONTEXT)
+        padded = np.ascontiguousarray(np.pad(base, ((0, 0), (lo, hi)), mode="edge").T)
+        h = np.broadcast_to(b, (n, b.size)).copy()
+        for i, c in enumerate(CONTEXT):
+            h += padded[lo + c: lo + c + n] @ w[i * d:(i + 1) * d]
+        return expit(np.maximum(h, 0.0) @ self.w2 + self.b2)
+
     def to_json(self) -> dict:
         def enc(a: np.ndarray) -> list:
             return np.round(a.astype(np.float64), 6).tolist()
@@ -91,9 +106,16 @@ def _mel_basis(sr: int) -> np.ndarray:
     return librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).astype(np.float32)
 
 
-def frame_features(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """(frames x features) model input of a mono take at `sr` (already peak-normalised)."""
-    mag = np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=N_FFT, hop_length=HOP))
+def magnitude(y: np.ndarray) -> np.ndarray:
+    """The model's STFT magnitude (bins x frames) of a mono take at SAMPLE_RATE."""
+    return np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=N_FFT, hop_length=HOP))
+
+
+def base_features(y: np.ndarray | None, sr: int = SAMPLE_RATE, mag: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame features (2 x bands, frames) of a mono take at `sr` (already peak-normalised), or
+    of its `magnitude` when the caller has it already (the extractor shares one STFT with NMF)."""
+    if mag is None:
+        mag = magnitude(y)
     mel = _mel_basis(sr) @ mag
     log_mel = np.log10(1.0 + LOG_GAIN * mel).astype(np.float32)
     step = max(1, log_mel.shape[1] // 3000)  # a few thousand frames pin a median; long takes skip some
@@ -101,7 +123,12 @@ def frame_features(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     ref = maximum_filter1d(log_mel, SUPERFLUX_MAX_BANDS, axis=0)
     ref = np.pad(ref, ((0, 0), (SUPERFLUX_LAG, 0)), mode="edge")[:, : log_mel.shape[1]]
     flux = np.maximum(log_mel - ref, 0.0)
-    base = np.concatenate([above, flux], axis=0)  # (2 x bands, frames)
+    return np.concatenate([above, flux], axis=0)  # (2 x bands, frames)
+
+
+def frame_features(y: np.ndarray | None, sr: int = SAMPLE_RATE, mag: np.ndarray | None = None) -> np.ndarray:
+    """(frames x features) model input: `base_features` with CONTEXT frames stacked per frame."""
+    base = base_features(y, sr, mag)
     n = base.shape[1]
     lo, hi = -min(CONTEXT), max(CONTEXT)
     padded = np.pad(base, ((0, 0), (lo, hi)), mode="edge")
