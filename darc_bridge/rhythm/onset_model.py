@@ -16,7 +16,7 @@ snare / hat starts here"; kick and hat together are two labels of one frame.
 
 Model: scikit-learn's MLPClassifier (one hidden layer), trained deterministically
 (`python -m darc_bridge.rhythm.onset_model`), its weights committed as JSON package data (about
-100 KB) and run here in numpy: no download, no pickle, no torch.
+350 KB) and run here in numpy: no download, no pickle, no torch.
 """
 
 from __future__ import annotations
