@@ -9,7 +9,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast bench lint m4l clean
+.PHONY: setup demo test test-fast bench bench-rhythm lint m4l clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,9 @@ test-fast: setup
 
 bench: setup
 	$(PY) -m darc_bridge.bench
+
+bench-rhythm: setup
+	$(PY) -m darc_bridge.bench.rhythm --split held_out
 
 lint: setup
 	$(VENV)/bin/ruff check darc_bridge tests

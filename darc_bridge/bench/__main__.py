@@ -13,7 +13,7 @@ import time
 
 from darc_bridge.bench.common import format_table
 
-SECTIONS = ["kit", "model", "server"]
+SECTIONS = ["kit", "model", "server", "rhythm"]
 
 
 def main() -> None:

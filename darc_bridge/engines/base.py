@@ -99,6 +99,9 @@ class Engine(ABC):
     """A drum generator that stays resident: load once, then generate many times."""
 
     name: str = "engine"
+    # How many jobs the daemon may run at once on this engine. An engine that merges concurrent
+    # calls into one decode batch (DARC) gains from several; one that renders in numpy does not.
+    max_concurrent_jobs: int = 1
 
     @abstractmethod
     def load(self) -> None:

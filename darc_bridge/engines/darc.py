@@ -209,6 +209,7 @@ class DarcEngine(Engine):
     """Neural drums from a DARC checkpoint (see docs/model.md)."""
 
     name = "darc"
+    max_concurrent_jobs = 4  # jobs queued together decode as rows of one batch (_Coalescer)
 
     def __init__(self, checkpoint: str, device: str = "auto", warmup: bool = True,
                  threads: int | None = None, cuda_graphs: bool = True, compile: bool = False) -> None:

@@ -148,42 +148,68 @@ def _stereo(x: np.ndarray, pan: float = 0.0, peak: float = 1.0) -> np.ndarray:
     return (gains[:, None] * x[None, :] * (peak / m)).astype(np.float32)
 
 
+DECAY_TO_SILENCE = np.log(1000.0)  # decay time constants until an exponential envelope is down 60 dB
+END_FADE_SHARE = 0.1  # a raised-cosine fade over the last tenth: the noisy pieces' peaks (crest
+# factor ~4) sit 12 dB above their envelope, so the envelope alone would not keep the end below -60 dB
+
+
+CYMBAL_DECAY_S = 0.27  # crash and ride ring out (-60 dB) within 1.9 s, under the kit's 2 s one-shot bound
+
+
+def _ring_out(decay_s: float, sample_rate: int) -> int:
+    """Samples until an envelope with time constant `decay_s` falls below -60 dB: a one-shot cut
+    earlier (the old kick ended at 6 % of its level) clicks at its end, an extra onset per hit."""
+    return int(np.ceil(DECAY_TO_SILENCE * decay_s * sample_rate))
+
+
+def _end_fade(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    fade = max(1, int(END_FADE_SHARE * x.shape[-1]))
+    x = x.copy()
+    x[..., -fade:] *= (np.cos(np.linspace(0.0, np.pi / 2, fade)) ** 2).astype(x.dtype)
+    return x
+
+
 def _synth_piece(piece: str, sample_rate: int) -> np.ndarray:
+    """One built-in one-shot, long enough for its slowest decay to ring out below -60 dB."""
+    return _end_fade(_synth_raw(piece, sample_rate), sample_rate)
+
+
+def _synth_raw(piece: str, sample_rate: int) -> np.ndarray:
     sr = sample_rate
     if piece == "kick":
-        n = int(0.45 * sr)
+        n = _ring_out(0.16, sr)
         body = _sweep(n, sr, 160.0, 48.0, 0.03) * _env(n, sr, 0.16)
         click = _filtered(_noise(n, 1), sr, "highpass", 2000.0) * _env(n, sr, 0.004)
         return _stereo(body + 0.3 * click, 0.0, 1.0)
     if piece == "snare":
-        n = int(0.3 * sr)
+        n = _ring_out(0.09, sr)
         tone = (_sweep(n, sr, 240.0, 180.0, 0.02) + 0.5 * _sweep(n, sr, 400.0, 330.0, 0.02)) * _env(n, sr, 0.05)
         rattle = _filtered(_noise(n, 2), sr, "bandpass", (1500.0, 9000.0)) * _env(n, sr, 0.09)
         return _stereo(0.6 * tone + rattle, 0.05, 0.85)
     if piece == "hat":
-        n = int(0.12 * sr)
+        n = _ring_out(0.025, sr)
         x = _filtered(_noise(n, 3), sr, "highpass", 4500.0) + 0.4 * _metal(n, sr)
         return _stereo(x * _env(n, sr, 0.025), 0.3, 0.7)
     if piece == "open_hat":
-        n = int(0.6 * sr)
+        n = _ring_out(0.18, sr)
         x = _filtered(_noise(n, 4), sr, "highpass", 6500.0) + 0.5 * _metal(n, sr)
         return _stereo(x * _env(n, sr, 0.18, 0.002), 0.3, 0.55)
     if piece == "tom":
-        n = int(0.5 * sr)
+        n = _ring_out(0.18, sr)
         body = _sweep(n, sr, 220.0, 120.0, 0.05) * _env(n, sr, 0.18)
         return _stereo(body + 0.05 * _noise(n, 5) * _env(n, sr, 0.02), -0.25, 0.9)
     if piece == "crash":
-        n = int(1.8 * sr)
+        n = _ring_out(CYMBAL_DECAY_S, sr)
         x = _filtered(_noise(n, 6), sr, "highpass", 4000.0) + 0.6 * _metal(n, sr)
-        return _stereo(x * _env(n, sr, 0.55, 0.002), -0.35, 0.7)
+        return _stereo(x * _env(n, sr, CYMBAL_DECAY_S, 0.002), -0.35, 0.7)
     if piece == "ride":
-        n = int(1.2 * sr)
+        n = _ring_out(CYMBAL_DECAY_S, sr)
         t = np.arange(n) / sr
         bell = sum(np.sin(2.0 * np.pi * f * t) for f in (2300.0, 3170.0, 4050.0) if f < 0.45 * sr)
         x = 0.6 * _metal(n, sr) + 0.3 * np.asarray(bell) + 0.3 * _filtered(_noise(n, 7), sr, "highpass", 5000.0)
-        return _stereo(x * _env(n, sr, 0.35), 0.4, 0.5)
+        return _stereo(x * _env(n, sr, CYMBAL_DECAY_S), 0.4, 0.5)
     if piece == "clap":
-        n = int(0.3 * sr)
+        n = _ring_out(0.08, sr)
         burst_env = np.zeros(n)
         for delay in (0.0, 0.011, 0.022):
             s = int(delay * sr)

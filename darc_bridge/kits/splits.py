@@ -39,3 +39,10 @@ def split_of_kit(name: str) -> Split | None:
             if name in names:
                 return split
     return None
+
+# Rooms a take is played in (their sizes live with the benchmark, darc_bridge.eval.takes.ROOM_SHAPES):
+# tuning never hears the held-out rooms' reverberation.
+ROOMS: dict[Split, tuple[str, ...]] = {
+    "tune": ("booth", "bedroom", "kitchen", "hall"),
+    "held_out": ("studio", "living_room", "garage", "stairwell"),
+}

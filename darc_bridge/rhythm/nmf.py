@@ -33,13 +33,12 @@ from collections.abc import Callable
 
 import librosa
 import numpy as np
-from scipy.ndimage import uniform_filter1d
-from scipy.signal import find_peaks
 from sklearn.decomposition import NMF, non_negative_factorization
 from threadpoolctl import threadpool_limits
 
 from darc_bridge.audio.io import SILENCE_DBFS, Audio
 from darc_bridge.errors import InputError
+from darc_bridge.rhythm import onset_model
 from darc_bridge.rhythm.features import Onset, RhythmFeatures, RhythmSettings
 
 log = logging.getLogger(__name__)
@@ -48,22 +47,16 @@ log = logging.getLogger(__name__)
 # engines import this module.
 ProgressCallback = Callable[[str, float], None]
 
-MAX_FIT_FRAMES = 1500  # longer takes (> 30 s) fit the bases on evenly spaced frames: same sounds, less work
+MAX_FIT_FRAMES = 1000  # longer takes (> 20 s) fit the bases on evenly spaced frames: same sounds, less work
 TRANSFORM_MAX_ITER = 20  # activations of a long take under fixed bases: converged within this (measured)
-REFINE_BEFORE_S = 0.015  # onset refinement looks this far before the flux peak...
-REFINE_AFTER_S = 0.03  # ...and this far after it
-CLASS_RISE_WINDOW = 2  # model frames (20 ms) before/after an onset where a class' rise is measured
-SECOND_CLASS_RISE = 0.45  # a further class at the same onset must rise this much (of its own scale)...
-SECOND_CLASS_SHARE = 0.15  # ...and carry this share of the onset's whole rise (not a sliver of one sound)
-SINGLE_TIMBRE_SIMILARITY = 0.9  # cosine of 9 in 10 onset spectra to the typical one (measured: one
-# sound >= 0.97 even clipped or in noise; beatbox and taps <= 0.76)
-REDUNDANT_CORR = 0.6  # classes whose rises correlate this much over the take are one sound split by NMF
+REFINE_S = 0.01  # onset refinement looks one model frame (10 ms) either side of the model's onset frame:
+# the model places a hit within a frame; a wider search strays to the swell of a soft hat under a tail
+CLASS_RISE_WINDOW = 2  # model frames (20 ms) before/after an onset where a component's rise is measured
 NOISE_FLOOR_FACTOR = 2.0  # noise magnitudes wobble around their median; clear most of that wobble
-MERGE_CORR = 0.3  # components whose rises at the onsets correlate this much are one sound, split
-MERGE_OCTAVES = 0.5  # ...as are components whose centroids lie this close (kick, snare, hat: >= 2 octaves apart)
-SLOT_ANCHORS_HZ = np.array([150.0, 1500.0, 7000.0])  # typical centroids of kick-, snare-, hat-like sounds
 LEAD_IN_S = 0.1  # silence put before every take (a whole number of 50 Hz frames)
-FLUX_PER_THRESHOLD = 0.25  # flux peaks must pass onset_threshold x this of the strongest hit (0.2 -> 5%)
+CLASS_PROBABILITY = 0.5  # a further class at one onset (kick and hat together): the model says "yes"
+ONE_SOUND_SIMILARITY = 0.98  # cosine of 9 in 10 hit spectra to the typical one; measured: one click
+# sound 0.994-0.995 at 16-48 kHz; beatbox 0.56, taps 0.79, kits and voices <= 0.96
 
 
 def _mono(audio: Audio | np.ndarray, sample_rate: int | None) -> tuple[np.ndarray, int]:
@@ -160,57 +153,6 @@ def _centroids_hz(w: np.ndarray, freqs: np.ndarray, settings: RhythmSettings) ->
     return 2.0 ** ((log_f[:, None] * weights).sum(axis=0) / (weights.sum(axis=0) + 1e-30))
 
 
-def _sounding(h: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """Components that carry a real share of the rise at two onsets or more. One that does not (a
-    pink-noise rumble, a hum left after the floor removal) is not a sound of the take; left in,
-    it takes a slot and pushes a "boom-pff" up into the snare and hat classes."""
-    rises = _rises(cells, h)
-    share = rises / (rises.sum(axis=1, keepdims=True) + 1e-12)
-    keep = (share >= SECOND_CLASS_SHARE).sum(axis=0) >= 2  # once may be a noise burst taken for a hit
-    return keep if keep.any() else np.ones(h.shape[0], dtype=bool)
-
-
-def _merge_split_sounds(h: np.ndarray, centroids: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Merge components that are one sound split by NMF (attack and body, or hit-to-hit variation),
-    as happens when the prompt holds fewer distinct sounds than classes. Two components are one
-    sound when their rises at the onsets correlate (attack and body move together) or when their
-    bases' centroids lie within MERGE_OCTAVES (two takes on one hiss: their rises alternate, so
-    they do not correlate). Complete linkage: a component joins a group only if it is one sound
-    with every member, so a chain of weak links cannot fold all three sounds into one.
-    Returns the merged rows and their energy-weighted centroids, low -> high."""
-    k = h.shape[0]
-    floor, scale = _row_scale(h)
-    corr = _rise_correlation(_rises(cells, h) / scale)
-    log_c = np.log2(centroids)
-    same = (corr >= MERGE_CORR) | (np.abs(log_c[:, None] - log_c[None, :]) < MERGE_OCTAVES)
-    groups: list[list[int]] = []
-    for a in range(k):
-        home = next((g for g in groups if all(same[a, b] for b in g)), None)
-        if home is None:
-            groups.append([a])
-        else:
-            home.append(a)
-    energy = h.sum(axis=1) + 1e-12
-    rows = np.stack([h[idx].sum(axis=0) for idx in groups])
-    cents = np.array([2.0 ** np.average(log_c[idx], weights=energy[idx]) for idx in groups])
-    order = np.argsort(cents, kind="stable")
-    return rows[order], cents[order]
-
-
-def _place_in_slots(rows: np.ndarray, cents: np.ndarray, n_classes: int) -> np.ndarray:
-    """With fewer distinct sounds than the 3 default classes, put each sound in the kick, snare or
-    hat slot nearest its centroid (order kept): a "boom-pff" beatbox stays kick and snare instead
-    of sliding up to snare and hat. Unused slots stay empty."""
-    out = np.zeros((n_classes, rows.shape[1]), dtype=np.float32)
-    log_anchor = np.log2(SLOT_ANCHORS_HZ)
-    best = min(
-        itertools.combinations(range(n_classes), len(rows)),
-        key=lambda slots: float(np.abs(np.log2(cents) - log_anchor[list(slots)]).sum()),
-    )
-    out[list(best)] = rows
-    return out
-
-
 def _class_order(w: np.ndarray, freqs: np.ndarray, settings: RhythmSettings) -> np.ndarray:
     """Component indices sorted low -> high timbre, by `settings.order_by`.
 
@@ -223,28 +165,6 @@ def _class_order(w: np.ndarray, freqs: np.ndarray, settings: RhythmSettings) -> 
     if settings.order_by != "centroid":
         raise ValueError(f"unknown class order {settings.order_by!r}; use 'centroid' or 'peak'")
     return np.argsort(_centroids_hz(w, freqs, settings), kind="stable")
-
-
-def _onset_envelope(mag: np.ndarray) -> np.ndarray:
-    """Spectral flux of the log-compressed magnitude, with its steady noise floor removed, 0..~1."""
-    log_mag = np.log1p(100.0 * mag / (mag.max() + 1e-12))
-    flux = np.maximum(0.0, np.diff(log_mag, axis=1, prepend=log_mag[:, :1])).mean(axis=0)
-    floor = np.median(flux)
-    spread = np.median(np.abs(flux - floor)) + 1e-9
-    env = np.maximum(flux - floor - 3.0 * spread, 0.0)  # noise frames wobble within a few spreads
-    top = np.max(env)
-    return env / top if top > 0 else env
-
-
-def _pick_onsets(env: np.ndarray, settings: RhythmSettings, fps: float) -> np.ndarray:
-    """Frames of flux peaks above the threshold and above their local average, at least
-    `min_onset_gap_s` apart. (scipy rather than librosa.util.peak_pick, whose numba kernel
-    crashes the interpreter with numpy 2.4 / numba 0.68.)"""
-    delta = settings.onset_threshold * FLUX_PER_THRESHOLD
-    distance = max(1, int(round(settings.min_onset_gap_s * fps)))
-    peaks, _ = find_peaks(env, height=delta, distance=distance)
-    local_mean = uniform_filter1d(env, size=max(3, int(0.2 * fps)), mode="nearest")
-    return peaks[env[peaks] >= local_mean[peaks] + delta]
 
 
 def _refine_times(y: np.ndarray, sr: int, times: np.ndarray) -> np.ndarray:
@@ -260,8 +180,8 @@ def _refine_times(y: np.ndarray, sr: int, times: np.ndarray) -> np.ndarray:
     n_frames = y.size // hop + 1
     refined = times.copy()
     for i, t in enumerate(times):
-        lo = max(0, int((t - REFINE_BEFORE_S) * sr / hop))
-        hi = min(n_frames, int((t + REFINE_AFTER_S) * sr / hop) + 1)
+        lo = max(0, int((t - REFINE_S) * sr / hop))
+        hi = min(n_frames, int((t + REFINE_S) * sr / hop) + 1)
         if hi - lo < 2:
             continue
         start = (lo - 1) * hop + pad - 2 * hop  # window of frame lo-1, centred on its frame time
@@ -280,37 +200,6 @@ def _row_scale(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return floor, np.maximum(top - floor, 1e-9)
 
 
-def _single_timbre(mag: np.ndarray, frames: np.ndarray, power: float) -> bool:
-    """True when nearly every onset has the same spectral shape (a pen, one click, one tap).
-
-    NMF must still spread such a prompt over K components; the hits are then labelled with one
-    class each and never counted twice.
-    """
-    if frames.size < 2:
-        return True
-    comp = mag**power
-    w = CLASS_RISE_WINDOW
-    snaps = np.stack(
-        [comp[:, f : f + w + 1].max(axis=1) - comp[:, max(0, f - w) : f + 1].min(axis=1) for f in frames]
-    ).clip(0.0)
-    snaps /= np.linalg.norm(snaps, axis=1, keepdims=True) + 1e-12
-    typical = np.median(snaps, axis=0)
-    typical /= np.linalg.norm(typical) + 1e-12
-    return float(np.percentile(snaps @ typical, 10)) >= SINGLE_TIMBRE_SIMILARITY
-
-
-def _rise_correlation(rises: np.ndarray) -> np.ndarray:
-    """Correlation of the classes' rises over all onsets (identity when too few onsets). A class
-    that never rises (an empty slot) correlates with nothing, and does not blank the others."""
-    k = rises.shape[1]
-    live = rises.std(axis=0) > 0
-    corr = np.eye(k)
-    if k == 1 or rises.shape[0] < 3 or live.sum() < 2:
-        return corr
-    corr[np.ix_(live, live)] = np.corrcoef(rises[:, live].T)
-    return corr
-
-
 def _rises(cells: np.ndarray, h: np.ndarray) -> np.ndarray:
     """(onsets x classes): how much each class' activation climbs around each onset frame."""
     n, w = h.shape[1], CLASS_RISE_WINDOW
@@ -322,34 +211,67 @@ def _rises(cells: np.ndarray, h: np.ndarray) -> np.ndarray:
     return rises
 
 
-def _classify(cells: np.ndarray, h: np.ndarray, single: bool = False) -> list[tuple[int, int, float]]:
-    """(onset index, class, strength) per hit; a second class only for a truly simultaneous hit.
+def _pick_onsets(prob: np.ndarray, threshold: float, gap_frames: int) -> np.ndarray:
+    """Frames where the onset probability peaks above `threshold`, taken in time order: a peak
+    within `gap_frames` after an accepted one is the same hit (a flam's second stroke, a hit's
+    reverberant swell) and is dropped, so a flam is reported once, at its first stroke."""
+    p = np.pad(prob, 1)
+    peaks = np.flatnonzero((p[1:-1] >= threshold) & (p[1:-1] >= p[:-2]) & (p[1:-1] > p[2:]))
+    kept: list[int] = []
+    for f in peaks:
+        if not kept or f - kept[-1] >= gap_frames:
+            kept.append(int(f))
+    return np.array(kept, dtype=int)
 
-    `cells` are the onsets' frames in `h`. Strength is the class' activation peak on its own
-    0..1 scale: how hard this hit is next to the loudest hits of that class.
-    """
-    floor, scale = _row_scale(h)
-    norm = np.clip((h - floor[:, None]) / scale[:, None], 0.0, 1.0)
-    w = CLASS_RISE_WINDOW
+
+def _one_sound(base: np.ndarray, frames: np.ndarray) -> bool:
+    """True when nearly every hit has the same spectrum (a pen, one click): the model may find such
+    a sound ambiguous between two classes, but it is one sound and each hit is reported once.
+    Spectra are the onset model's own above-background mel bands over the hit's first 40 ms."""
+    if frames.size < 2:
+        return True
+    bands = base.shape[0] // 2
+    snaps = np.stack([base[:bands, f: f + 4].max(axis=1) for f in frames]).clip(0.0)
+    snaps /= np.linalg.norm(snaps, axis=1, keepdims=True) + 1e-12
+    typical = np.median(snaps, axis=0)
+    typical /= np.linalg.norm(typical) + 1e-12
+    return float(np.percentile(snaps @ typical, 10)) >= ONE_SOUND_SIMILARITY
+
+
+def _hit_classes(probs: np.ndarray, frames: np.ndarray, one_sound: bool) -> list[list[int]]:
+    """Classes (0 kick, 1 snare, 2 hat) of each onset: the likeliest, and any other the model also
+    calls present (kick and hat struck together), unless the take is one sound."""
+    n = probs.shape[0]
+    out = []
+    for f in frames:
+        pc = probs[max(0, f - 1): min(n, f + 2), 1:4].max(axis=0)
+        best = int(np.argmax(pc))
+        out.append(sorted([best] + ([] if one_sound else
+                                    [c for c in range(3) if c != best and pc[c] >= CLASS_PROBABILITY])))
+    return out
+
+
+def _assign_components(h: np.ndarray, cells: np.ndarray, labels: list[list[int]], n_classes: int) -> np.ndarray:
+    """Rows of H for the model's classes: each NMF component goes to the class at whose onsets it
+    rises most (its share of its own rise). With every class heard, the best one-to-one assignment
+    (K = 3 components, 3 classes) keeps every row alive; with fewer, a class the take never plays
+    keeps an empty row. H stays NMF's activations: only which row is which class comes from the model."""
+    k = h.shape[0]
     rises = _rises(cells, h)
-    rises_norm = rises / scale
-    corr = _rise_correlation(rises_norm)
-    out: list[tuple[int, int, float]] = []
-    for i, (g, rise, rise_norm) in enumerate(zip(cells, rises, rises_norm, strict=True)):
-        primary = int(np.argmax(rise))
-        out.append((i, primary, float(norm[primary, g : g + w + 1].max())))
-        used = [primary]
-        for k in [] if single else np.argsort(-rise_norm):
-            k = int(k)
-            if (
-                k in used
-                or rise_norm[k] < SECOND_CLASS_RISE
-                or rise[k] < SECOND_CLASS_SHARE * rise.sum()
-                or any(corr[k, u] >= REDUNDANT_CORR for u in used)
-            ):
-                continue
-            used.append(k)
-            out.append((i, k, float(norm[k, g : g + w + 1].max())))
+    onehot = np.zeros((len(cells), n_classes), dtype=np.float32)
+    for i, cls in enumerate(labels):
+        onehot[i, cls] = 1.0
+    affinity = (rises.T @ onehot) / (rises.sum(axis=0)[:, None] + 1e-12)  # (K x classes)
+    heard = onehot.sum(axis=0) > 0
+    if k == n_classes and heard.all():
+        best = max(itertools.permutations(range(n_classes)),
+                   key=lambda perm: float(sum(affinity[c, perm[c]] for c in range(k))))
+        home = list(best)
+    else:
+        home = [int(np.argmax(np.where(heard, affinity[c], -1.0))) for c in range(k)]
+    out = np.zeros((n_classes, h.shape[1]), dtype=np.float32)
+    for c in range(k):
+        out[home[c]] += h[c]
     return out
 
 
@@ -369,7 +291,8 @@ def extract_rhythm(
     """Timbre-free rhythm features of a prompt: class activations at 50 Hz (0..1) and onsets.
 
     Accepts an Audio or raw samples (mono, or (channels, frames) with `sample_rate`) at any rate.
-    Classes run low -> high by the spectral centroid of their NMF basis (kick, snare, hat for K=3).
+    With K=3 the rows and onset classes are kick, snare, hat (the learned onset model's classes);
+    otherwise classes run low -> high by the spectral centroid of their NMF basis.
     Raises InputError for silent, too short or invalid samples.
     """
     report = progress or (lambda stage, fraction: None)
@@ -381,6 +304,8 @@ def extract_rhythm(
     y = np.pad(_prepare(x, sr, settings), (lead, 0))
     lead_s = lead / settings.sample_rate
     report("rhythm", 0.1)
+    shared = (settings.sample_rate, settings.n_fft, settings.hop_length, settings.n_mels) == (
+        onset_model.SAMPLE_RATE, onset_model.N_FFT, onset_model.HOP, 0)
     mag, freqs = _spectrogram(y, settings)
     fps = settings.sample_rate / settings.hop_length
     report("rhythm", 0.3)
@@ -390,21 +315,31 @@ def extract_rhythm(
     # 1.7x less work than at the STFT hop.
     clean = _pool_frames(_remove_noise_floor(mag), fps, settings.frame_rate, n_out)
     w, h = _decompose(clean, settings)
-    order = _class_order(w, freqs, settings)
-    h = h[order]
-    report("rhythm", 0.8)
-    env = _onset_envelope(mag)
-    onset_frames = _pick_onsets(env, settings, fps)
-    cells = np.minimum((onset_frames * settings.frame_rate / fps).astype(int), n_out - 1)
-    single = _single_timbre(clean, cells, settings.magnitude_power)
-    if settings.n_classes == len(SLOT_ANCHORS_HZ) and settings.order_by == "centroid" and not single and len(cells) >= 3:
-        sounding = _sounding(h, cells)
-        merged, cents = _merge_split_sounds(h[sounding], _centroids_hz(w, freqs, settings)[order][sounding], cells)
-        if len(merged) < settings.n_classes:
-            h = _place_in_slots(merged, cents, settings.n_classes)
-    times = np.maximum(_refine_times(y, settings.sample_rate, onset_frames / fps) - lead_s, 0.0)
+    h = h[_class_order(w, freqs, settings)]
+    report("rhythm", 0.7)
+    model_sr = onset_model.SAMPLE_RATE
+    y_model = y if shared or settings.sample_rate == model_sr else librosa.resample(
+        y, orig_sr=settings.sample_rate, target_sr=model_sr, res_type="soxr_hq")
+    base = onset_model.base_features(None, model_sr, mag) if shared else onset_model.base_features(y_model, model_sr)
+    probs = onset_model.load_model().predict_base(base)
+    model_fps = model_sr / onset_model.HOP
+    frames = _pick_onsets(probs[:, 0], settings.onset_threshold,
+                          max(1, int(round(settings.min_onset_gap_s * model_fps))))
+    cells = np.minimum((frames * settings.frame_rate / model_fps).round().astype(int), n_out - 1)
+    if settings.n_classes == 3:
+        labels = _hit_classes(probs, frames, _one_sound(base, frames))
+        h = _assign_components(h, cells, labels, 3)
+    elif settings.n_classes == 1 or len(cells) == 0:
+        labels = [[0] for _ in cells]
+    else:  # K != 3: the component that rises most (classes beyond kick/snare/hat have no model)
+        labels = [[int(np.argmax(r))] for r in _rises(cells, h)]
+    times = np.maximum(_refine_times(y, settings.sample_rate, frames / model_fps) - lead_s, 0.0)
+    floor, scale = _row_scale(h)
+    norm = np.clip((h - floor[:, None]) / scale[:, None], 0.0, 1.0)
+    w_rise = CLASS_RISE_WINDOW
     onsets = [
-        Onset(round(float(times[i]), 4), c, round(s, 4)) for i, c, s in _classify(cells, h, single) if times[i] < duration
+        Onset(round(float(times[i]), 4), c, round(float(norm[c, g: g + w_rise + 1].max()), 4))
+        for i, (g, cls) in enumerate(zip(cells, labels, strict=True)) if times[i] < duration for c in cls
     ]
     h = h[:, n_lead:]
     floor, scale = _row_scale(h)

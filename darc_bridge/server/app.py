@@ -106,7 +106,8 @@ class DarcServer:
         self._unauthorized = RateLimit(1.0)
         self._own: Address | None = None
         self.runner = JobRunner(engine, self.journal, self.files, config, self._notify, self._finished, self.stopping)
-        self.gen_worker = Worker("generate", self.runner.run_generate, config.queue_size, self._load_engine)
+        self.gen_worker = Worker("generate", self.runner.run_generate, config.queue_size, self._load_engine,
+                                 batch=engine.max_concurrent_jobs)
         self.rec_worker = Worker("record", self.runner.run_record, config.queue_size)
         # One handler per request route (protocol.ROUTES holds each address's layout and policy).
         self.handlers: dict[str, Callable[[P.Request, Address], None]] = {

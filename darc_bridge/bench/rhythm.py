@@ -1,0 +1,180 @@
+"""Rhythm benchmark: the extractor against two plain baselines on recorded-sound takes it never saw.
+
+Why: the product's promise ("follows your rhythm") stands on onsets and kick/snare/hat classes that
+hold on a user's take. `darc_bridge.eval.takes` builds takes from Hydrogen kits, FluidSynth GM kits,
+espeak-ng vocal percussion and the project's synthetic voices, clean and realistic; scores come from
+mir_eval at 50 ms. Every run scores, on the same takes,
+
+- darc-bridge (`rhythm.nmf.extract_rhythm`): onset F1 and class F1 (kick/snare/hat macro),
+- librosa `onset_detect` (class-blind onset F1),
+- librosa onsets + 3-way k-means on the log spectral centroid (class F1),
+- the kit engine's stem from the extracted rhythm: onset F1 of the stem (librosa's detector) against
+  the take's true hits, and the share of stem onsets within 35 ms of the mix's 16th grid,
+
+plus the warm extraction time of a 3-minute prompt next to librosa's onset detector on it.
+
+    python -m darc_bridge.bench.rhythm --split held_out --n 8      # markdown table (make bench-rhythm)
+    python -m darc_bridge.bench --only rhythm                      # rows of the `make bench` table
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from darc_bridge.bench.common import BenchRow, run_isolated
+from darc_bridge.eval.onsets import class_f1, kmeans_classes, librosa_onsets, onset_f1
+from darc_bridge.eval.takes import PROMPT_TYPES, TIERS, Take, TakeCase, build_take, take_cases
+
+log = logging.getLogger(__name__)
+
+GRID_TOLERANCE_S = 0.035  # a stem hit this close to a 16th of the mix is "on the grid"
+SPEED_PROMPT_S = 180.0
+DEFAULT_N = 8  # takes per prompt type and tier: 64 takes, about a minute on the 2-core box
+DEFAULT_SEED = 9
+
+
+@dataclass(frozen=True)
+class TakeScore:
+    case: TakeCase
+    source: str
+    onset_f1: float
+    class_f1: float
+    librosa_f1: float
+    kmeans_f1: float
+    stem_f1: float
+    on_grid: float
+
+
+def stem_figures(take: Take, features) -> tuple[float, float]:
+    """The kit engine plays the extracted rhythm (no quantising, no humanising) on the mix's true grid:
+    (onset F1 of the stem by librosa's detector against the true hits, share of stem onsets on the grid)."""
+    from darc_bridge.beat.grid import BeatGrid
+    from darc_bridge.engines.base import GenerationParams
+    from darc_bridge.engines.kit import KitEngine
+
+    duration = take.audio.size / take.sample_rate
+    beats = take.grid[::4]
+    grid = BeatGrid(take.bpm, beats, beats[::4], duration)
+    engine = KitEngine()
+    result = engine.render_from_rhythm(features.fit_to(duration), grid, take.audio.size, take.sample_rate,
+                                       GenerationParams(temperature=0.0, seed=0, quantize=0.0))
+    stem_onsets = librosa_onsets(result.stem.mean(axis=0), take.sample_rate)
+    f1 = onset_f1([o.time for o in take.truth], stem_onsets)
+    if stem_onsets.size == 0:
+        return f1, 0.0
+    dist = np.min(np.abs(stem_onsets[:, None] - take.grid[None, :]), axis=1)
+    return f1, float(np.mean(dist <= GRID_TOLERANCE_S))
+
+
+def score_take(take: Take, with_stem: bool = True) -> TakeScore:
+    from darc_bridge.rhythm.nmf import extract_rhythm
+
+    ref_t = np.array([o.time for o in take.truth])
+    ref_c = np.array([o.cls for o in take.truth])
+    feats = extract_rhythm(take.audio, take.sample_rate)
+    est_t = np.array([o.time for o in feats.onsets])
+    est_c = np.array([o.cls for o in feats.onsets])
+    lib_t = librosa_onsets(take.audio, take.sample_rate)
+    km_c = kmeans_classes(take.audio, take.sample_rate, lib_t)
+    stem_f1, on_grid = stem_figures(take, feats) if with_stem else (float("nan"), float("nan"))
+    return TakeScore(take.case, take.source, onset_f1(ref_t, est_t), class_f1(ref_t, ref_c, est_t, est_c),
+                     onset_f1(ref_t, lib_t), class_f1(ref_t, ref_c, lib_t, km_c), stem_f1, on_grid)
+
+
+def evaluate(cases: list[TakeCase], with_stem: bool = True) -> list[TakeScore]:
+    out = []
+    for i, case in enumerate(cases):
+        out.append(score_take(build_take(case), with_stem))
+        log.info("rhythm bench: %d/%d", i + 1, len(cases))
+    return out
+
+
+FIELDS = ("onset_f1", "librosa_f1", "class_f1", "kmeans_f1", "stem_f1", "on_grid")
+
+
+def summarise(scores: list[TakeScore]) -> list[tuple[str, str, int, dict[str, float]]]:
+    """Mean figures per (tier, prompt type), then per tier over all types."""
+    rows = []
+    for tier in TIERS:
+        tier_scores = [s for s in scores if s.case.tier == tier]
+        for ptype in (*PROMPT_TYPES, "all"):
+            group = [s for s in tier_scores if ptype in ("all", s.case.prompt_type)]
+            if group:
+                rows.append((tier, ptype, len(group),
+                             {f: float(np.nanmean([getattr(s, f) for s in group])) for f in FIELDS}))
+    return rows
+
+
+def markdown(rows: list[tuple[str, str, int, dict[str, float]]]) -> str:
+    head = ("| tier | prompt | takes | onset F1 | librosa onset F1 | class F1 | k-means class F1 | "
+            "stem onset F1 | stem on grid |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for tier, ptype, n, f in rows:
+        lines.append(f"| {tier} | {ptype} | {n} | " + " | ".join(f"{f[k]:.3f}" for k in FIELDS) + " |")
+    return "\n".join(lines)
+
+
+def speed_case(seconds: float = SPEED_PROMPT_S) -> dict:
+    """Warm extraction of a `seconds` take (held-out kit, realistic), next to librosa's onset detector."""
+    from darc_bridge.rhythm.nmf import extract_rhythm
+
+    take = build_take(TakeCase("kit", "realistic", "held_out", DEFAULT_SEED))
+    reps = int(np.ceil(seconds * take.sample_rate / take.audio.size))
+    x = np.tile(take.audio, reps)[: int(seconds * take.sample_rate)]
+    extract_rhythm(x, take.sample_rate)
+    librosa_onsets(x, take.sample_rate)
+    t0 = time.perf_counter()
+    feats = extract_rhythm(x, take.sample_rate)
+    ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    librosa_onsets(x, take.sample_rate)
+    ref = time.perf_counter() - t0
+    return {"seconds": ours, "librosa_onset_detect_s": ref, "ratio_to_librosa": ours / ref,
+            "onsets": len(feats.onsets), "target_s": 1.5}
+
+
+def accuracy_case(split: str, n: int, seed: int) -> dict:
+    scores = evaluate(take_cases(seed, split, n))  # type: ignore[arg-type]
+    return {"rows": summarise(scores)}
+
+
+def cases() -> list[BenchRow]:
+    """Rows of `make bench`: one per (tier, prompt type) on held-out takes, and the speed row."""
+    acc = run_isolated("rhythm", "accuracy", "darc_bridge.bench.rhythm:accuracy_case", "held_out", DEFAULT_N,
+                       DEFAULT_SEED)
+    rows = []
+    if "error" in acc.extra:
+        rows.append(acc)
+    else:
+        for tier, ptype, n, figs in acc.extra["rows"]:
+            rows.append(BenchRow("rhythm", f"held-out {tier} {ptype} ({n})", acc.seconds, acc.peak_mb,
+                                 {k: round(v, 3) for k, v in figs.items()}))
+    rows.append(run_isolated("rhythm", f"extract {SPEED_PROMPT_S:.0f}s warm", "darc_bridge.bench.rhythm:speed_case"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="rhythm benchmark on recorded-sound takes")
+    parser.add_argument("--split", default="held_out", choices=["tune", "held_out"])
+    parser.add_argument("--n", type=int, default=DEFAULT_N, help="takes per prompt type and tier")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--no-speed", action="store_true", help="skip the 3-minute speed case")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    scores = evaluate(take_cases(args.seed, args.split, args.n))
+    print(f"rhythm benchmark, split {args.split}, {args.n} takes per type and tier, seed {args.seed}")
+    print(markdown(summarise(scores)))
+    if not args.no_speed:
+        s = speed_case()
+        print(f"\n{SPEED_PROMPT_S:.0f} s prompt, warm: extract_rhythm {s['seconds']:.3f} s "
+              f"(target < {s['target_s']} s), librosa onset_detect {s['librosa_onset_detect_s']:.3f} s, "
+              f"ratio {s['ratio_to_librosa']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
