@@ -69,7 +69,8 @@ def test_only_pieces_that_play_get_a_stem_and_a_clap_is_on_the_snare_stem() -> N
     clap_start = int(0.6 * SR)
     assert np.max(np.abs(pieces["snare"][:, :clap_start])) == 0.0
     assert np.max(np.abs(pieces["snare"][:, clap_start:])) > 0.1
-    assert np.max(np.abs(pieces["kick"][:, clap_start + SR // 4:])) < 1e-3 * np.max(np.abs(pieces["kick"]))
+    before_clap = np.max(np.abs(pieces["kick"][:, clap_start - SR // 10:clap_start]))
+    assert np.max(np.abs(pieces["kick"][:, clap_start:])) <= before_clap  # only the kick's own tail, no clap
 
 
 def test_engine_returns_pieces_only_when_split_is_asked(tmp_path: Path) -> None:

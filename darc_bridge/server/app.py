@@ -107,7 +107,7 @@ class DarcServer:
         self._own: Address | None = None
         self.runner = JobRunner(engine, self.journal, self.files, config, self._notify, self._finished, self.stopping)
         self.gen_worker = Worker("generate", self.runner.run_generate, config.queue_size, self._load_engine,
-                                 batch=engine.max_concurrent_jobs)
+                                 batch=getattr(engine, "max_concurrent_jobs", 1))
         self.rec_worker = Worker("record", self.runner.run_record, config.queue_size)
         # One handler per request route (protocol.ROUTES holds each address's layout and policy).
         self.handlers: dict[str, Callable[[P.Request, Address], None]] = {
