@@ -7,7 +7,6 @@ from pathlib import Path
 
 from darc_bridge.audio import AudioLimits
 from darc_bridge.engines import ENGINE_NAMES
-from darc_bridge.errors import InputError
 from darc_bridge.server.config import ServerConfig, default_state_dir
 
 
@@ -60,9 +59,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def engine_options(args: argparse.Namespace) -> dict:
     if args.engine == "kit":
         return {"kit_dir": args.kit_dir} if args.kit_dir else {}
-    if not args.checkpoint:
-        raise InputError("--engine darc needs --checkpoint DIR (a folder made by `darc-bridge model init` or training)")
-    return {"checkpoint": str(args.checkpoint), "device": args.device, "warmup": not args.no_warmup}
+    from darc_bridge.model.shipped import default_checkpoint
+
+    checkpoint = str(args.checkpoint) if args.checkpoint else default_checkpoint()  # models/darc-mini
+    return {"checkpoint": checkpoint, "device": args.device, "warmup": not args.no_warmup}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -176,5 +176,7 @@ def train_codec(
     codec.eval().to("cpu")
     ckpt.codec = codec
     ckpt.source = f"codec-trained:{settings.steps}steps"
+    ckpt.codec_source = ckpt.source
+    ckpt.lm_source = "random" if init is None else None  # None: the LM's origin stays what --init says
     save_checkpoint(ckpt, out_dir, overwrite=True)
     return {"losses": losses, "checkpoint": str(out_dir)}
