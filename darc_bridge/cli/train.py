@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="run: run folder; cache: cache folder; codec: checkpoint folder; "
                                                "recipe: work folder (default build/recipe-PRESET-SCALE)")
     p.add_argument("--init", default=None, help="checkpoint to start from (its codec must be trained)")
-    p.add_argument("--preset", default="tiny",
-                   help=f"model preset when there is no --init ({', '.join(PRESET_NAMES)}; recipe: mini)")
+    p.add_argument("--preset", default=None,
+                   help=f"model preset when there is no --init ({', '.join(PRESET_NAMES)}; default tiny, recipe: mini)")
     p.add_argument("--mode", choices=("jump", "full", "stage"), default=None,
                    help="jump: jump fine-tuning + in-attention; full: every weight; stage: every weight, no rhythm "
                         "(default: full for a random LM, jump otherwise)")
@@ -107,6 +107,8 @@ def _build_cache(args: argparse.Namespace, stems: str, cache: Path, init: str) -
 
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("audiocraft").setLevel(logging.WARNING)  # it logs every new sequence length
+    if args.preset is None:
+        args.preset = "mini" if args.action == "recipe" else "tiny"
     if args.action == "recipe":
         from darc_bridge.train.recipe import run_recipe_cli
 

@@ -280,8 +280,12 @@ def train(
     settings: TrainSettings,
     preset: str = "tiny",
     stop_after: int | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train until `settings.steps` (or `stop_after` more steps, for tests); returns a summary.
+
+    `deadline` (a time.time() value): stop after the step that passes it and save a checkpoint, so
+    that a run with a fixed time budget (one GPU loan) ends resumable.
 
     `init` is a checkpoint folder to start from; None starts from random weights of `preset`.
     Its codec must be the one the cache was built with.
@@ -379,8 +383,12 @@ def train(
             bar.set_postfix(loss=f"{total:.3f}", gnorm=f"{grad_norm:.2f}", audio_s_per_s=f"{speed:.1f}")
             if dist_info.main and step % settings.log_every == 0:
                 log.info("step %d loss %.4f grad %.2f %.1f s audio/s", step, total, grad_norm, speed)
-            if step % settings.save_every == 0 or step == settings.steps:
+            out_of_time = deadline is not None and time.time() >= deadline
+            if step % settings.save_every == 0 or step == settings.steps or out_of_time:
                 _save(out, ckpt, optimizer, step, settings, dist_info, losses, history)
+            if out_of_time:
+                log.info("time budget spent at step %d of %d: saved, run again to continue", step, settings.steps)
+                break
     finally:
         bar.close()
     return {"start_step": start_step, "step": step, "losses": losses, "trainable_fraction": fraction,
