@@ -25,16 +25,24 @@ log = logging.getLogger(__name__)
 TARGETS = {"onset_f1": 0.7, "kick_f1": 0.7, "snare_f1": 0.7, "gap": 0.2}
 
 
-def gate_figures(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The gate's figures and verdict from an eval report's summary (rows darc, darc-rhythm-off, reference)."""
+def _value(x: Any) -> float | None:
+    """A figure as a float, or None where it is undefined (no hits: NaN in the eval, null in its JSON)."""
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def gate_figures(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The gate's figures and verdict from an eval report's summary (rows darc, darc-rhythm-off, reference).
+    An undefined figure (None) fails its check."""
     on, off = summary["darc"], summary["darc-rhythm-off"]
-    fig = {k: float(on[k]) for k in ("onset_f1", "kick_f1", "snare_f1", "hat_f1", "grid_alignment", "beat_f")}
-    fig["gap"] = float(on["onset_f1"] - off["onset_f1"])
-    fig["rhythm_off_onset_f1"] = float(off["onset_f1"])
+    fig: dict[str, Any] = {k: _value(on.get(k)) for k in ("onset_f1", "kick_f1", "snare_f1", "hat_f1",
+                                                          "grid_alignment", "beat_f")}
+    a, b = _value(on.get("onset_f1")), _value(off.get("onset_f1"))
+    fig["gap"] = None if a is None or b is None else a - b
+    fig["rhythm_off_onset_f1"] = b
     ref = summary.get("reference")
-    fig["reference"] = {k: float(ref[k]) for k in ("onset_f1", "kick_f1", "snare_f1", "hat_f1")} if ref else None
+    fig["reference"] = {k: _value(ref.get(k)) for k in ("onset_f1", "kick_f1", "snare_f1", "hat_f1")} if ref else None
     fig["cases"] = int(on["cases"])
-    fig["checks"] = {k: bool(np.isfinite(fig[k]) and fig[k] >= t) for k, t in TARGETS.items()}
+    fig["checks"] = {k: fig[k] is not None and fig[k] >= t for k, t in TARGETS.items()}
     fig["passed"] = all(fig["checks"].values())
     fig["targets"] = dict(TARGETS)
     return fig
@@ -103,16 +111,20 @@ def run_gate(set_dir: str | Path, out_dir: str | Path, checkpoint: str, seed: in
     return gate
 
 
+def _cell(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def gate_markdown(g: dict[str, Any]) -> str:
     ref = g.get("reference") or {}
     lines = ["# DARC eval gate", "", f"{g['cases']} cases from held-out kits (eval/ holds the full report, "
-             "spectrograms/ a plot per case).", "",
+             "spectrograms/ a plot per case). The reference drums (the held-out kit playing the prompt's groove) "
+             "show the ceiling the transcriber allows.", "",
              "| figure | model | target | met | reference drums |", "|---|---:|---:|---|---:|"]
     for k in ("onset_f1", "kick_f1", "snare_f1", "gap", "hat_f1", "grid_alignment"):
         target = TARGETS.get(k)
-        lines.append(f"| {k} | {g[k]:.3f} | {'' if target is None else f'>= {target}'} | "
-                     f"{'' if target is None else ('yes' if g['checks'][k] else 'no')} | "
-                     f"{ref.get(k, float('nan')):.3f} |")
-    lines += ["", f"Rhythm off (STAGE behaviour): onset F1 {g['rhythm_off_onset_f1']:.3f}.",
+        lines.append(f"| {k} | {_cell(g[k])} | {'' if target is None else f'>= {target}'} | "
+                     f"{'' if target is None else ('yes' if g['checks'][k] else 'no')} | {_cell(ref.get(k))} |")
+    lines += ["", f"Rhythm off (STAGE behaviour): onset F1 {_cell(g['rhythm_off_onset_f1'])}.",
               f"Verdict: **{'passed' if g['passed'] else 'failed'}**."]
     return "\n".join(lines) + "\n"

@@ -279,9 +279,11 @@ def run_recipe_cli(args) -> int:
     r = run_recipe(work, args.preset, args.scale, seed=args.seed, pack=args.pack, resume_from=args.resume_from,
                    ship_to=args.ship, device=args.device,
                    command=command or recipe_command(args.preset, args.scale, args.seed))
+    from darc_bridge.train.gate import _cell
+
     g = r.gate
-    print(f"gate ({g.get('cases', 0)} cases): onset F1 {g['onset_f1']:.3f}, kick F1 {g['kick_f1']:.3f}, snare F1 "
-          f"{g['snare_f1']:.3f}, on-off gap {g['gap']:.3f}, hat F1 {g['hat_f1']:.3f}, grid alignment "
-          f"{g['grid_alignment']:.3f}: {'passed' if g['passed'] else 'FAILED'}; report {r.work / 'gate' / 'gate.md'}")
+    print(f"gate ({g.get('cases', 0)} cases): onset F1 {_cell(g['onset_f1'])}, kick F1 {_cell(g['kick_f1'])}, snare "
+          f"F1 {_cell(g['snare_f1'])}, on-off gap {_cell(g['gap'])}, hat F1 {_cell(g['hat_f1'])}, grid alignment "
+          f"{_cell(g['grid_alignment'])}: {'passed' if g['passed'] else 'FAILED'}; report {r.work / 'gate' / 'gate.md'}")
     print(f"model shipped to {r.shipped}" if r.shipped else "model not shipped (gate failed or training unfinished)")
     return 0
