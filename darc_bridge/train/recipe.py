@@ -56,6 +56,7 @@ class Scale:
     save_every: int
     variants: int = 1
     budget_s: float | None = None  # wall-time budget of the whole run (None: train every step)
+    cache_workers: int = 1  # 0: one per CPU core but one (the cache's augmentation and rhythm are CPU work)
 
 
 SCALES: dict[str, Scale] = {
@@ -71,7 +72,7 @@ SCALES: dict[str, Scale] = {
     # One H200-class GPU in at most 9 minutes of wall time, resumable by the next loan.
     "full": Scale("full", songs=240, song_s=20.0, codec_steps=3000, codec_batch=16, codec_segment_s=1.0,
                   base_steps=3000, darc_steps=3000, batch_size=16, segment_s=10.0, min_s=5.0, max_s=10.0,
-                  gate_cases=32, gate_s=10.0, save_every=250, variants=2, budget_s=9 * 60.0),
+                  gate_cases=32, gate_s=10.0, save_every=250, variants=2, budget_s=9 * 60.0, cache_workers=0),
 }
 # Shares of a time budget: codec, base and DARC train in what is left after data, cache and gate.
 BUDGET_SHARES = {"codec": 0.2, "base": 0.3, "darc": 0.3}
@@ -231,9 +232,18 @@ def _cache(corpus: Path, cache: Path, ckpt, s: Scale, seed: int) -> None:
     if is_cache(cache) and read_manifest(cache).get("complete") and \
             len(read_manifest(cache)["songs_done"]) >= len(list(corpus.glob("song_*"))):
         return
+    import os
+
     segments = SegmentSettings(target_s=s.segment_s, context_min_s=s.min_s, context_max_s=s.max_s)
-    build_cache(corpus, cache, ckpt.codec, ckpt.rhythm_settings, segments,
-                CacheSettings(variants=s.variants, seed=seed), beat=ckpt.config.beat_conditioning)
+    workers = s.cache_workers or max(1, (os.cpu_count() or 2) - 1)
+    build_cache(corpus, cache, ckpt.codec.to(_device_of(ckpt)), ckpt.rhythm_settings, segments,
+                CacheSettings(variants=s.variants, seed=seed, workers=workers), beat=ckpt.config.beat_conditioning)
+
+
+def _device_of(ckpt) -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def ship(checkpoint: Path, out: Path, gate_dir: Path, recipe: dict[str, Any]) -> Path:
