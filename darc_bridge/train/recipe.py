@@ -167,7 +167,7 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
 
     stage("cache")
     cache = root / "cache"
-    _cache(corpus, cache, load_checkpoint(codec_dir), s, seed)
+    _cache(corpus, cache, load_checkpoint(codec_dir), s, seed, device)
     if stop("cache"):
         return RecipeResult(root, {}, None, times)
 
@@ -225,7 +225,7 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
     return RecipeResult(root, gate, shipped, times)
 
 
-def _cache(corpus: Path, cache: Path, ckpt, s: Scale, seed: int) -> None:
+def _cache(corpus: Path, cache: Path, ckpt, s: Scale, seed: int, device: str) -> None:
     from darc_bridge.data.segments import SegmentSettings
     from darc_bridge.train.cache import CacheSettings, build_cache, is_cache, read_manifest
 
@@ -236,14 +236,11 @@ def _cache(corpus: Path, cache: Path, ckpt, s: Scale, seed: int) -> None:
 
     segments = SegmentSettings(target_s=s.segment_s, context_min_s=s.min_s, context_max_s=s.max_s)
     workers = s.cache_workers or max(1, (os.cpu_count() or 2) - 1)
-    build_cache(corpus, cache, ckpt.codec.to(_device_of(ckpt)), ckpt.rhythm_settings, segments,
+    from darc_bridge.train.loop import resolve_device
+
+    build_cache(corpus, cache, ckpt.codec.to(resolve_device(device)), ckpt.rhythm_settings, segments,
                 CacheSettings(variants=s.variants, seed=seed, workers=workers), beat=ckpt.config.beat_conditioning)
 
-
-def _device_of(ckpt) -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def ship(checkpoint: Path, out: Path, gate_dir: Path, recipe: dict[str, Any]) -> Path:
