@@ -64,11 +64,12 @@ SCALES: dict[str, Scale] = {
     "smoke": Scale("smoke", songs=3, song_s=8.0, codec_steps=12, codec_batch=2, codec_segment_s=0.5, base_steps=4,
                    darc_steps=4, batch_size=2, segment_s=4.0, min_s=1.0, max_s=2.0, gate_cases=2, gate_s=4.0,
                    save_every=4),
-    # A background run on a contended 2-core CPU in about half an hour: shorter crops than the window
-    # keep steps affordable; far too little to pass the gate, enough to see the losses and the gap move.
-    "cpu": Scale("cpu", songs=30, song_s=20.0, codec_steps=500, codec_batch=8, codec_segment_s=0.5,
-                 base_steps=600, darc_steps=600, batch_size=4, segment_s=10.0, min_s=2.0, max_s=4.0,
-                 gate_cases=32, gate_s=10.0, save_every=50, budget_s=25 * 60.0),
+    # A background run on a contended 2-core CPU in about 45 minutes (20 of them training): shorter
+    # crops than the window keep steps affordable. Far too little to pass the gate; enough to see
+    # the losses and the on-off gap move.
+    "cpu": Scale("cpu", songs=40, song_s=20.0, codec_steps=1000, codec_batch=8, codec_segment_s=0.5,
+                 base_steps=1500, darc_steps=1500, batch_size=4, segment_s=10.0, min_s=2.0, max_s=4.0,
+                 gate_cases=32, gate_s=8.0, save_every=50, budget_s=20 * 60.0),
     # One H200-class GPU in at most 9 minutes of wall time, resumable by the next loan.
     "full": Scale("full", songs=240, song_s=20.0, codec_steps=3000, codec_batch=16, codec_segment_s=1.0,
                   base_steps=3000, darc_steps=3000, batch_size=16, segment_s=10.0, min_s=5.0, max_s=10.0,
@@ -161,7 +162,8 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
 
         train_codec(corpus, codec_dir, CodecTrainSettings(steps=s.codec_steps, batch_size=s.codec_batch,
                                                           segment_s=s.codec_segment_s, lr=1e-3, seed=seed,
-                                                          device=device), init=None, preset=preset)
+                                                          device=device), init=None, preset=preset,
+                    deadline=_deadline(t_start, s, "codec"))
     if stop("codec"):
         return RecipeResult(root, {}, None, times)
 
@@ -219,10 +221,24 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
     else:
         log.warning("not shipped: %s", "the gate failed" if not gate["passed"] else "training is unfinished")
     stop("ship")
+    base_state = latest_step_dir(base)
     summary = {"gate": gate, "shipped": str(shipped) if shipped else None, "stage_seconds": times,
-               "darc_history": result["history"], "scale": asdict(s), "seed": seed}
+               "codec": {k: load_checkpoint(codec_dir).manifest.get(k) for k in ("source", "codec_high_band_retention")},
+               "base_history": _history(base_state), "darc_history": result["history"], "scale": asdict(s),
+               "seed": seed}
     (root / "recipe.json").write_text(json.dumps(summary, indent=1, default=str))
     return RecipeResult(root, gate, shipped, times)
+
+
+def _history(step_dir: Path | None) -> list:
+    """[step, loss] of a training run, from its latest train state (empty when there is none)."""
+    import torch
+
+    from darc_bridge.train.loop import STATE_FILE
+
+    if step_dir is None or not (step_dir / STATE_FILE).is_file():
+        return []
+    return list(torch.load(step_dir / STATE_FILE, weights_only=False).get("history", []))
 
 
 def _cache(corpus: Path, cache: Path, ckpt, s: Scale, seed: int, device: str) -> None:
