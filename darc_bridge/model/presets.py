@@ -163,7 +163,7 @@ def _tiny() -> DarcConfig:
 # The one registry of presets: names, help texts and the CLI's choices all come from here.
 PRESETS: dict[str, tuple[Callable[[], DarcConfig], str]] = {
     "tiny": (_tiny, "1.3M-parameter LM, 0.1M codec: tests and CPU demos (its codec loses hi-hats)"),
-    "mini": (_mini, "about 10M-parameter LM (dim 256, 8 layers), 2.6M codec at 32 kHz: the shipped model"),
+    "mini": (_mini, "7.9M-parameter LM (dim 256, 8 layers), 2.6M codec at 32 kHz: the shipped model"),
     "small": (_small, "MusicGen-small shape (420M LM, EnCodec 32 kHz): the paper's size"),
 }
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
