@@ -59,7 +59,7 @@ def spectrogram_plot(path: Path, title: str, rows: list[tuple[str, np.ndarray]],
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * len(rows) + 0.5), sharex=True, squeeze=False)
     for ax, (label, x) in zip(axes[:, 0], rows, strict=True):
         mel = librosa.feature.melspectrogram(y=x.astype(np.float32), sr=sample_rate, n_mels=96, fmax=sample_rate / 2)
-        db = librosa.power_to_db(mel + 1e-10, ref=1.0, top_db=80)
+        db = librosa.power_to_db(mel + 1e-10, ref=float(np.max(mel)) or 1.0, top_db=80)  # each row to its peak
         ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
                   extent=(0, x.size / sample_rate, 0, mel.shape[0]))
         ax.set_yticks([])
@@ -112,7 +112,7 @@ def run_gate(set_dir: str | Path, out_dir: str | Path, checkpoint: str, seed: in
 
 
 def _cell(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"
+    return "-" if x is None else f"{x + 0.0:.3f}".replace("-0.000", "0.000")
 
 
 def gate_markdown(g: dict[str, Any]) -> str:
