@@ -9,7 +9,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast bench bench-rhythm lint m4l clean
+.PHONY: setup demo test test-fast bench bench-rhythm lint m4l model clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,15 @@ lint: setup
 
 m4l: setup
 	$(PY) -m darc_bridge.daw.build_m4l
+
+# The shipped DARC model (docs/training.md): data -> codec -> cache -> STAGE base -> DARC -> eval gate,
+# resumable; writes models/darc-mini only when the gate passes. SCALE=smoke|cpu|full (full: one GPU,
+# at most 9 minutes); PACK=FILE uses a sample pack built where hydrogen-drumkits is installed;
+# RESUME=models/darc-mini continues the shipped model.
+SCALE ?= full
+model: setup
+	$(PY) -m darc_bridge.cli.main train recipe --preset mini --scale $(SCALE) \
+	  $(if $(PACK),--pack $(PACK)) $(if $(RESUME),--resume-from $(RESUME))
 
 clean:
 	rm -rf $(VENV) demo_out bench_out .pytest_cache

@@ -29,6 +29,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("beat")
     write_corpus(root / "corpus", songs=1, duration=4.0, sample_rate=32000)
     ckpt = random_checkpoint("tiny", seed=0, beat_conditioning=True)
+    ckpt.codec_source = "test:untrained codec (these tests check loop mechanics, not tokens)"
     save_checkpoint(ckpt, root / "init")
     build_cache(root / "corpus", root / "cache", ckpt.codec, ckpt.rhythm_settings, SEGMENTS, PLAIN, beat=True)
     return root, ckpt

@@ -148,3 +148,12 @@ def test_streaming_reads_equal_the_old_in_memory_cache(built):
         ref = _old_batch(old, np.random.default_rng(seed), 3, 30, 100)
         assert all(torch.equal(a, b) for a, b in zip(new[:3], ref, strict=True))
     assert data.reader.peak_open == 1
+
+
+def test_worker_processes_build_the_same_cache(corpus, ckpt, built, tmp_path):
+    build_cache(corpus, tmp_path, ckpt.codec, ckpt.rhythm_settings, SEGMENTS, CacheSettings(shard_size=3, workers=2))
+    parallel, whole = TokenCache(tmp_path), TokenCache(built)
+    assert parallel.keys() == whole.keys()
+    for i in range(len(whole)):
+        a, b = parallel[i], whole[i]
+        assert torch.equal(a.mix, b.mix) and torch.equal(a.drums, b.drums) and torch.equal(a.rhythm, b.rhythm)

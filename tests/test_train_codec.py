@@ -52,3 +52,28 @@ def test_dead_codes_restart_on_batch_latents_and_survive_the_ema_update():
     with torch.no_grad():
         codec(x)  # the EMA update keeps them (embed_avg and cluster_size were set consistently)
     assert float(book.embed.norm(dim=-1).max()) < 10 * float(latents.norm(dim=-1).max())
+
+
+def test_mini_codec_keeps_the_hi_hats_that_tiny_loses(tmp_path):
+    """Both trained alike, briefly, on kick + 16th hats: mini's reconstruction keeps the band above
+    5 kHz (hats, cymbals), tiny's (4 filters at the full rate) keeps far less of it."""
+    import numpy as np
+
+    from darc_bridge.audio.io import write_wav_atomic
+    from darc_bridge.data.voices import render_onsets
+    from darc_bridge.rhythm.features import Onset
+    from darc_bridge.train.codec import high_band_retention
+
+    rng = np.random.default_rng(0)
+    hats = render_onsets([Onset(t, 2, 0.8) for t in np.arange(0, 8, 0.125)], 8.0, 32000, "acoustic", rng)
+    kick = render_onsets([Onset(t, 0, 0.9) for t in np.arange(0, 8, 0.5)], 8.0, 32000, "acoustic", rng)
+    x = (hats + kick).astype(np.float32)
+    (tmp_path / "audio").mkdir()
+    write_wav_atomic(tmp_path / "audio" / "drums.wav", x[None], 32000)
+    s = CodecTrainSettings(steps=60, batch_size=4, segment_s=0.25, lr=1e-3)
+    kept = {}
+    for name in ("tiny", "mini"):
+        result = train_codec(tmp_path / "audio", tmp_path / name, s, preset=name)
+        kept[name] = high_band_retention(load_checkpoint(tmp_path / name).codec, x, 32000)
+        assert result["high_band_retention"] > 0
+    assert kept["mini"] > 0.15 and kept["mini"] > 1.5 * kept["tiny"], kept

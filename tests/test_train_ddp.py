@@ -38,6 +38,7 @@ def free_port() -> int:
 def test_two_gloo_processes_stay_in_sync(tmp_path):
     write_corpus(tmp_path / "corpus", songs=1, duration=4.0, sample_rate=32000)
     ckpt = random_checkpoint("tiny", seed=0)
+    ckpt.codec_source = "test:untrained codec (these tests check loop mechanics, not tokens)"
     save_checkpoint(ckpt, tmp_path / "init")
     build_cache(tmp_path / "corpus", tmp_path / "cache", ckpt.codec, ckpt.rhythm_settings,
                 SegmentSettings(target_s=2.0, context_min_s=1.0, context_max_s=2.0), CacheSettings())

@@ -37,6 +37,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     write_corpus(root / "corpus", songs=2, duration=4.0, sample_rate=32000)
     ckpt = random_checkpoint("tiny", seed=0)
+    ckpt.codec_source = "test:untrained codec (these tests check loop mechanics, not tokens)"
     save_checkpoint(ckpt, root / "init")
     build_cache(root / "corpus", root / "cache", ckpt.codec, ckpt.rhythm_settings,
                 SegmentSettings(target_s=2.0, context_min_s=1.0, context_max_s=2.0), CacheSettings(shard_size=8))
@@ -67,7 +68,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(setup, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "darc_bridge.train", "--data", str(setup / "cache"), "--init", str(setup / "init"),
            "--out", str(run), "--steps", "500", "--save-every", "2", "--batch-size", "2", "--grad-accum", "1",
-           "--lr", "3e-3", "--min-s", "1", "--max-s", "2", "--device", "cpu"]
+           "--lr", "3e-3", "--min-s", "1", "--max-s", "2", "--device", "cpu", "--mode", "jump",
+           "--schedule", "constant", "--warmup-steps", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 150
@@ -107,6 +109,7 @@ def test_cache_of_another_codec_is_refused(setup, tmp_path):
     from darc_bridge.errors import CheckpointError
 
     other = random_checkpoint("tiny", seed=3)
+    other.codec_source = "test:another untrained codec"
     save_checkpoint(other, tmp_path / "other")
     with pytest.raises(CheckpointError, match="another codec"):
         train(setup / "cache", tmp_path / "run", str(tmp_path / "other"), TrainSettings(steps=2, **FAST))

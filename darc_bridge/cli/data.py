@@ -36,6 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     sep.add_argument("--device", default="cpu")
     sep.set_defaults(func=run_separate)
 
+    pk = dsub.add_parser("pack", help="pack Hydrogen drumkits' one-shots (tune and held-out kits) into one .npz",
+                         description="Read Debian's hydrogen-drumkits (and ~/.hydrogen kits) of the split table in "
+                                     "darc_bridge/kits/splits.py into a compact sample pack for `train recipe "
+                                     "--pack`, to carry to a machine without the Debian package (a GPU box).")
+    pk.add_argument("--out", required=True, help="the .npz to write")
+    pk.add_argument("--sample-rate", type=int, default=32000)
+    pk.set_defaults(func=run_pack)
+
     sc = dsub.add_parser("scan", help="list the songs found in a stems folder and how many segments each gives")
     sc.add_argument("--stems", required=True, help="folder of songs (MUSDB18, MoisesDB or generic layout)")
     sc.add_argument("--target", type=float, default=10.0, help="segment length, seconds")
@@ -51,6 +59,18 @@ def run_synth(args: argparse.Namespace) -> int:
         raise InputError(f"unknown kit {args.kit!r}; choose builtin, {', '.join(FAMILIES)}")
     folders = write_corpus(args.out, args.songs, args.duration, args.sample_rate, args.seed, args.kit)
     print(f"{len(folders)} songs in {args.out}")
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from darc_bridge.data.kit_pack import build_pack, save_pack
+
+    pack = build_pack(args.sample_rate)
+    out = save_pack(pack, args.out)
+    kits = ", ".join(f"{k.name} ({k.split})" for k in pack.kits)
+    print(f"{len(pack.kits)} kits in {out} ({Path(out).stat().st_size / 2**20:.1f} MiB): {kits}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """`darc-bridge model`: make and inspect DARC checkpoints.
 
-    darc-bridge model init --preset tiny|small --out DIR [--from-musicgen ID_OR_DIR]
+    darc-bridge model init --preset NAME --out DIR (names: darc_bridge.model.presets.PRESETS) [--from-musicgen ID_OR_DIR]
     darc-bridge model info DIR
 """
 
@@ -11,14 +11,17 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from darc_bridge.model.presets import PRESET_NAMES, PRESETS
+
     p = sub.add_parser("model", help="make and inspect DARC model checkpoints")
     msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
 
     init = msub.add_parser("init", help="write a loadable checkpoint: random weights or an adapted MusicGen",
                            description="Write a DARC checkpoint folder. Without --from-musicgen the weights are "
                                        "random (for tests, demos and the start of training).")
-    init.add_argument("--preset", choices=("tiny", "small"), default="tiny",
-                      help="model shape: tiny (tests, CPU demos) or small (MusicGen-small) (default %(default)s)")
+    init.add_argument("--preset", choices=PRESET_NAMES, default="tiny",
+                      help="model shape: " + "; ".join(f"{k}: {v[1]}" for k, v in PRESETS.items())
+                           + " (default %(default)s)")
     init.add_argument("--out", required=True, help="checkpoint folder to write (its parent must exist)")
     init.add_argument("--from-musicgen", default=None, metavar="ID_OR_DIR",
                       help="start from a MusicGen LM + EnCodec: a hub id (needs a network, e.g. "

@@ -23,7 +23,7 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=ENGINE_NAMES, default="kit",
                    help="kit: built-in drum kit (no weights needed); darc: the DARC model (needs --checkpoint)")
-    p.add_argument("--checkpoint", default=None, help="DARC checkpoint directory (engine darc)")
+    p.add_argument("--checkpoint", default=None, help="DARC checkpoint directory (engine darc; default: the shipped models/darc-mini)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (engine darc)")
     p.add_argument("--kit", "--kit-dir", dest="kit", default=None, metavar="NAME|PATH",
                    help="kit engine: a kit name from `darc-bridge kits`, or a path to a folder of WAVs, a Hydrogen "
@@ -48,10 +48,9 @@ def params_from_args(args: argparse.Namespace) -> GenerationParams:
 def engine_from_args(args: argparse.Namespace):
     """Build the engine the options ask for (errors name the missing piece)."""
     from darc_bridge.engines import create_engine
-    from darc_bridge.errors import InputError
 
     if args.engine == "darc":
-        if not args.checkpoint:
-            raise InputError("--engine darc needs --checkpoint DIR (make one with `darc-bridge model init`)")
-        return create_engine("darc", checkpoint=args.checkpoint, device=args.device)
+        from darc_bridge.model.shipped import default_checkpoint
+
+        return create_engine("darc", checkpoint=args.checkpoint or default_checkpoint(), device=args.device)
     return create_engine("kit", kit=args.kit)

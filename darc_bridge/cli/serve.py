@@ -8,7 +8,6 @@ from pathlib import Path
 
 from darc_bridge.audio import AudioLimits
 from darc_bridge.engines import ENGINE_NAMES
-from darc_bridge.errors import InputError
 from darc_bridge.server.config import ServerConfig, default_state_dir
 from darc_bridge.server.security import read_token
 
@@ -69,9 +68,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def engine_options(args: argparse.Namespace) -> dict:
     if args.engine == "kit":
         return {"kit": args.kit} if args.kit else {}  # issue 14: kits
-    if not args.checkpoint:
-        raise InputError("--engine darc needs --checkpoint DIR (a folder made by `darc-bridge model init` or training)")
-    return {"checkpoint": str(args.checkpoint), "device": args.device, "warmup": not args.no_warmup}
+    from darc_bridge.model.shipped import default_checkpoint
+
+    checkpoint = str(args.checkpoint) if args.checkpoint else default_checkpoint()  # models/darc-mini
+    return {"checkpoint": checkpoint, "device": args.device, "warmup": not args.no_warmup}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,10 +49,30 @@ class Checkpoint:
     rhythm_settings: RhythmSettings
     source: str = "random"
     manifest: dict[str, Any] = field(default_factory=dict)
+    # Where each half's weights came from ("random", "musicgen:...", "codec-trained:...", "train:...");
+    # None: derived from `source` and the loaded manifest (weight_origin). Training refuses a random codec.
+    codec_source: str | None = None
+    lm_source: str | None = None
 
     @property
     def config(self) -> DarcConfig:
         return self.model.config
+
+
+def weight_origin(ckpt: Checkpoint, part: str) -> str:
+    """Where the `part` ("codec" or "lm") weights came from: the field, else the manifest, else
+    `source` (old checkpoints: "random:..." is random for both; "codec-trained" only trained the codec)."""
+    value = getattr(ckpt, f"{part}_source") or ckpt.manifest.get(f"{part}_source")
+    if value:
+        return str(value)
+    src = ckpt.manifest.get("source", ckpt.source) or "unknown"
+    if part == "lm" and src.startswith("codec-trained"):
+        return "random"
+    return "random" if src.startswith("random") else src
+
+
+def is_random(ckpt: Checkpoint, part: str) -> bool:
+    return weight_origin(ckpt, part).startswith("random")
 
 
 def _sha256(path: Path) -> str:
@@ -63,12 +83,24 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+def _state(module: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """CPU copies of the weights; floating tensors cast to `dtype` when given (integer buffers kept)."""
+    out = {}
+    for k, v in module.state_dict().items():
+        v = v.detach().to("cpu")
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        out[k] = v.contiguous().clone()
+    return out
 
 
-def save_checkpoint(ckpt: Checkpoint, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write `ckpt` into `out_dir` (created if its parent exists); the manifest goes last."""
+def save_checkpoint(ckpt: Checkpoint, out_dir: str | os.PathLike, *, overwrite: bool = False,
+                    dtype: torch.dtype | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write `ckpt` into `out_dir` (created if its parent exists); the manifest goes last.
+
+    `dtype=torch.float16` writes half-precision weights (the shipped model: half the bytes; loading
+    casts them back into the float32 model). `extra` adds keys to the manifest (a shipped model's
+    recipe command and data seed)."""
     out = Path(out_dir)
     if not out.parent.exists():
         raise OutputError(f"checkpoint parent folder does not exist: {out.parent}")
@@ -82,7 +114,7 @@ def save_checkpoint(ckpt: Checkpoint, out_dir: str | os.PathLike, *, overwrite: 
                               f"{ckpt.config.rhythm_classes}")
     files = {}
     for name, module in ((LM_FILE, ckpt.model), (CODEC_FILE, ckpt.codec)):
-        state = _state(module)
+        state = _state(module, dtype)
         atomic_write(out / name, lambda tmp, s=state: save_file(s, tmp), suffix=".safetensors")
         os.chmod(out / name, 0o644)  # temporary files are private; a checkpoint is meant to be shared
         files[name] = {"sha256": _sha256(out / name), "bytes": (out / name).stat().st_size}
@@ -91,10 +123,14 @@ def save_checkpoint(ckpt: Checkpoint, out_dir: str | os.PathLike, *, overwrite: 
         "format_version": FORMAT_VERSION,
         "darc_bridge_version": __version__,
         "source": ckpt.source,
+        "codec_source": weight_origin(ckpt, "codec"),
+        "lm_source": weight_origin(ckpt, "lm"),
+        "dtype": str(dtype or torch.float32).replace("torch.", ""),
         "config": ckpt.config.to_dict(),
         "rhythm_settings": ckpt.rhythm_settings.to_dict(),
         "parameters": sum(p.numel() for p in ckpt.model.parameters()),
         "files": files,
+        **(extra or {}),
     }
     text = json.dumps(manifest, indent=2)
     atomic_write(out / MANIFEST, lambda tmp: Path(tmp).write_text(text), suffix=".json")

@@ -8,10 +8,11 @@ audiocraft's own builders take.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from darc_bridge.errors import CheckpointError
+from darc_bridge.errors import CheckpointError, InputError
 
 # audiocraft's MusicGen LM settings (config/model/lm/musicgen_lm.yaml), minus the shape.
 # custom attention without xformers' memory-efficient kernel: it streams multi-step chunks exactly.
@@ -55,6 +56,17 @@ CODEC_SMALL: dict[str, Any] = {
     "bins": 2048,
 }
 CODEC_TINY: dict[str, Any] = {**CODEC_SMALL, "n_filters": 4, "dimension": 16, "lstm": 0}
+# EnCodec's shape at a quarter of its width (2.6M parameters): 16 filters at the full rate are what
+# keeps hi-hats (the 4 of CODEC_TINY lose everything above about 5 kHz). 768 codes per codebook:
+# enough for drums, and they keep the mini LM's fp16 weights under 16 MiB (the most a GPU run
+# may return per file; 1024 codes would make it 16.03 MiB).
+CODEC_MINI: dict[str, Any] = {**CODEC_SMALL, "n_filters": 16, "dimension": 64, "lstm": 1, "bins": 768}
+
+# Every preset generates windows no longer than it is trained on: training crops are at most
+# `window_s` (train/loop.py takes the crop from the config), and 10 s is STAGE's training length
+# (MusicGen-small itself was trained on 1,500 pattern steps = 30 s, but DARC's prefix doubles the
+# sequence: 10 s of mix + 10 s of drums).
+WINDOW_S = 10.0
 
 
 def default_layers(num_layers: int, every: int) -> list[int]:
@@ -75,7 +87,7 @@ class DarcConfig:
     cross_attention: bool = False  # MusicGen's (idle) text cross-attention, kept for weight compatibility
     transformer: dict[str, Any] = field(default_factory=lambda: dict(TRANSFORMER_DEFAULTS))
     codec: dict[str, Any] = field(default_factory=lambda: dict(CODEC_SMALL))
-    window_s: float = 30.0  # longest drum window generated in one sequence
+    window_s: float = WINDOW_S  # longest drum window generated in one sequence = longest training crop
     overlap_s: float = 5.0  # drums carried into the next window as its continuation prompt
     rhythm_classes: int = 3
     in_attention_every: int = 4
@@ -133,22 +145,37 @@ class DarcConfig:
         return cls(**copy.deepcopy(d))
 
 
+def _small() -> DarcConfig:
+    return DarcConfig("small", dim=1024, num_layers=24, num_heads=16, cross_attention=True,
+                      codec=dict(CODEC_SMALL), window_s=WINDOW_S, overlap_s=3.0)
+
+
+def _mini() -> DarcConfig:
+    return DarcConfig("mini", dim=256, num_layers=8, num_heads=4, card=int(CODEC_MINI["bins"]), codec=dict(CODEC_MINI),
+                      window_s=WINDOW_S, overlap_s=3.0, in_attention_every=2, jump_every=2, top_k=100)
+
+
+def _tiny() -> DarcConfig:
+    return DarcConfig("tiny", dim=64, num_layers=6, num_heads=4, codec=dict(CODEC_TINY), window_s=WINDOW_S,
+                      overlap_s=2.0, in_attention_every=2, jump_every=2, top_k=50)
+
+
+# The one registry of presets: names, help texts and the CLI's choices all come from here.
+PRESETS: dict[str, tuple[Callable[[], DarcConfig], str]] = {
+    "tiny": (_tiny, "1.3M-parameter LM, 0.1M codec: tests and CPU demos (its codec loses hi-hats)"),
+    "mini": (_mini, "7.9M-parameter LM (dim 256, 8 layers), 2.6M codec at 32 kHz: the shipped model"),
+    "small": (_small, "MusicGen-small shape (420M LM, EnCodec 32 kHz): the paper's size"),
+}
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+
+
 def preset(name: str, **overrides: Any) -> DarcConfig:
-    """`small` (MusicGen-small shape, 30 s windows) or `tiny` (tests and CPU demos)."""
-    if name == "small":
-        base = DarcConfig("small", dim=1024, num_layers=24, num_heads=16, cross_attention=True,
-                          codec=dict(CODEC_SMALL), window_s=30.0, overlap_s=5.0)
-    elif name == "tiny":
-        base = DarcConfig("tiny", dim=64, num_layers=6, num_heads=4, codec=dict(CODEC_TINY), window_s=10.0,
-                          overlap_s=2.0, in_attention_every=2, jump_every=2, top_k=50)
-    else:
-        raise CheckpointError(f"unknown preset {name!r}; choose one of: {', '.join(PRESET_NAMES)}")
-    d = base.to_dict()
+    """The config of a named preset (PRESETS), with fields overridden; an unknown name is an InputError."""
+    if name not in PRESETS:
+        raise InputError(f"unknown model preset {name!r}; valid presets: {', '.join(PRESET_NAMES)}")
+    d = PRESETS[name][0]().to_dict()
     d.update(overrides)
     return DarcConfig.from_dict(d)
-
-
-PRESET_NAMES = ("tiny", "small")
 
 
 def lm_omegaconf(config: DarcConfig, device: str = "cpu"):

@@ -46,6 +46,10 @@ class CacheSettings:
     variants: int = 1  # augmented copies of each segment (each draws its own timbre, speed, pitch)
     context_augment: bool = True  # STAGE's speed / pitch augmentation (p=0.5 each)
     seed: int = 0
+    # processes that augment and extract rhythm (CPU work, about 1 s per 10 s segment); the main process
+    # encodes with the codec (on the GPU when there is one) and writes shards in song order, so the
+    # cache is the same for any count
+    workers: int = 1
 
 
 def codec_fingerprint(codec: torch.nn.Module) -> str:
@@ -107,6 +111,53 @@ def beat_features(context: np.ndarray, sample_rate: int, frame_rate: float, n: i
     return fit_frames(grid.to_frame_features(frame_rate, n), n)
 
 
+@dataclass
+class Prepared:
+    """A segment after augmentation and rhythm extraction, before the codec: CPU work only."""
+
+    context: np.ndarray
+    drums: np.ndarray
+    sample_rate: int
+    rhythm: np.ndarray  # (C, n) at the codec frame rate, n = the segment's token frames
+    beat: np.ndarray | None  # (2, n)
+
+
+def prepare_segment(
+    seg: Segment,
+    rng: np.random.Generator,
+    onsets: list[Onset] | None,
+    rhythm: RhythmSettings,
+    augment: AugmentSettings | None,
+    frame_rate: float,
+    hop: int,
+    beat: bool = False,
+) -> Prepared:
+    """Augment one segment with `rng` and compute its rhythm (and beat) features at `frame_rate`."""
+    context, drums = seg.context, seg.drums
+    if onsets is not None:
+        onsets = [Onset(o.time - seg.start, o.cls, o.strength) for o in onsets
+                  if seg.start <= o.time < seg.start + drums.size / seg.sample_rate]
+    if augment is not None:
+        context, drums, onsets, _ = augment_context(context, drums, seg.sample_rate, rng, augment, onsets)
+    context = np.pad(context, (0, max(0, drums.size - context.size)))[: drums.size]  # sped up: silence after
+    n = -(-drums.size // hop)  # the codec's frames for this many samples (model/codec.encode_audio)
+    feats = training_rhythm(drums, seg.sample_rate, rng, onsets=onsets, settings=augment or AugmentSettings(),
+                            rhythm=rhythm)
+    beats = beat_features(context, seg.sample_rate, frame_rate, n) if beat else None
+    return Prepared(context, drums, seg.sample_rate, fit_frames(feats.activations, n), beats)
+
+
+def encode_prepared(p: Prepared, codec: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                  torch.Tensor | None]:
+    from darc_bridge.model.codec import encode_audio
+
+    drum_codes = encode_audio(codec, Audio(p.drums[None], p.sample_rate))
+    mix_codes = encode_audio(codec, Audio(p.context[None], p.sample_rate))
+    n = min(drum_codes.shape[-1], mix_codes.shape[-1], p.rhythm.shape[-1])
+    beats = torch.from_numpy(p.beat[:, :n]) if p.beat is not None else None
+    return mix_codes[:, :n], drum_codes[:, :n], torch.from_numpy(p.rhythm[:, :n]), beats
+
+
 def encode_segment(
     seg: Segment,
     codec: torch.nn.Module,
@@ -117,23 +168,35 @@ def encode_segment(
     beat: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(mix codes, drum codes, rhythm (C, T), beat (2, T) or None) of one segment, augmented with `rng`."""
-    from darc_bridge.model.codec import encode_audio
+    from darc_bridge.model.codec import hop_length
 
-    context, drums = seg.context, seg.drums
-    if onsets is not None:
-        onsets = [Onset(o.time - seg.start, o.cls, o.strength) for o in onsets
-                  if seg.start <= o.time < seg.start + drums.size / seg.sample_rate]
-    if augment is not None:
-        context, drums, onsets, _ = augment_context(context, drums, seg.sample_rate, rng, augment, onsets)
-    context = np.pad(context, (0, max(0, drums.size - context.size)))[: drums.size]  # sped up: silence after
-    drum_codes = encode_audio(codec, Audio(drums[None], seg.sample_rate))
-    mix_codes = encode_audio(codec, Audio(context[None], seg.sample_rate))
-    n = min(drum_codes.shape[-1], mix_codes.shape[-1])
-    drum_codes, mix_codes = drum_codes[:, :n], mix_codes[:, :n]
-    feats = training_rhythm(drums, seg.sample_rate, rng, onsets=onsets, settings=augment or AugmentSettings(),
-                            rhythm=rhythm)
-    beats = torch.from_numpy(beat_features(context, seg.sample_rate, float(codec.frame_rate), n)) if beat else None
-    return mix_codes, drum_codes, torch.from_numpy(fit_frames(feats.activations, n)), beats
+    p = prepare_segment(seg, rng, onsets, rhythm, augment, float(codec.frame_rate), hop_length(codec), beat)
+    return encode_prepared(p, codec)
+
+
+def _segment_rng(settings: CacheSettings, key: str, index: int, variant: int) -> np.random.Generator:
+    return np.random.default_rng([settings.seed, zlib.crc32(key.encode()), index, variant])
+
+
+def _prepare_song(job: tuple) -> list[tuple[str, Prepared]]:
+    """Worker: every segment and variant of one song, prepared (runs in a separate process)."""
+    source, sample_rate, segments, settings, augment, rhythm, frame_rate, hop, beat = job
+    key = str(source.folder)
+    song = load_song(source, sample_rate=sample_rate)
+    onsets = song_onsets(source)
+    out = []
+    for seg in cut_segments(song, segments):
+        for v in range(settings.variants):
+            out.append((f"{seg.key}#{v}", prepare_segment(seg, _segment_rng(settings, key, seg.index, v), onsets,
+                                                          rhythm, augment, frame_rate, hop, beat)))
+    return out
+
+
+def _worker_init() -> None:
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 
 def build_cache(
@@ -188,27 +251,48 @@ def build_cache(
             v.clear()
         pending.clear()
 
-    for source in find_songs(stems_dir):
-        key = str(source.folder)
-        if key in done:
-            continue
-        song = load_song(source, sample_rate=int(codec.sample_rate))
-        onsets = song_onsets(source)
-        for seg in cut_segments(song, segments):
-            for v in range(settings.variants):
-                rng = np.random.default_rng([settings.seed, zlib.crc32(key.encode()), seg.index, v])
-                aug = augment if settings.context_augment else AugmentSettings(speed_prob=0.0, pitch_prob=0.0)
-                mix, drums, feats, beats = encode_segment(seg, codec, rng, onsets, rhythm, aug, beat=beat)
-                buffer["keys"].append(f"{seg.key}#{v}")
-                buffer["mix"].append(mix.to(torch.int16))
-                buffer["drums"].append(drums.to(torch.int16))
-                buffer["rhythm"].append(feats.to(torch.float16))
-                if beats is not None:
-                    buffer["beat"].append(beats.to(torch.float16))
-        pending.append(key)
+    aug = augment if settings.context_augment else AugmentSettings(speed_prob=0.0, pitch_prob=0.0)
+
+    def add(key: str, mix: torch.Tensor, drums: torch.Tensor, feats: torch.Tensor, beats) -> None:
+        buffer["keys"].append(key)
+        buffer["mix"].append(mix.to(torch.int16))
+        buffer["drums"].append(drums.to(torch.int16))
+        buffer["rhythm"].append(feats.to(torch.float16))
+        if beats is not None:
+            buffer["beat"].append(beats.to(torch.float16))
+
+    def song_done(source: SongSource) -> None:
+        pending.append(str(source.folder))
         log.info("cached %s", source.name)
         if len(buffer["keys"]) >= settings.shard_size:
             flush()
+
+    todo = [src for src in find_songs(stems_dir) if str(src.folder) not in done]
+    if settings.workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from darc_bridge.model.codec import hop_length
+
+        jobs = [(src, int(codec.sample_rate), segments, settings, aug, rhythm, float(codec.frame_rate),
+                 hop_length(codec), beat) for src in todo]
+        # spawn: the parent may hold CUDA, which a forked child must never touch
+        with ProcessPoolExecutor(settings.workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init) as pool:
+            for source, prepared in zip(todo, pool.map(_prepare_song, jobs), strict=True):
+                for key, p in prepared:
+                    add(key, *encode_prepared(p, codec))
+                song_done(source)
+    else:
+        for source in todo:
+            key = str(source.folder)
+            song = load_song(source, sample_rate=int(codec.sample_rate))
+            onsets = song_onsets(source)
+            for seg in cut_segments(song, segments):
+                for v in range(settings.variants):
+                    rng = _segment_rng(settings, key, seg.index, v)
+                    add(f"{seg.key}#{v}", *encode_segment(seg, codec, rng, onsets, rhythm, aug, beat=beat))
+            song_done(source)
     flush()
     manifest["complete"] = True
     _write_manifest(cache, manifest)

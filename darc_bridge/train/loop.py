@@ -35,6 +35,11 @@ from darc_bridge.train.dataset import DEFAULT_OPEN_SHARDS, TokenCache
 log = logging.getLogger(__name__)
 
 MODES = ("jump", "full", "stage")
+SCHEDULES = ("constant", "cosine")
+# A random LM learns from scratch: the usual transformer recipe (a higher rate, warm-up over the first
+# twentieth of the run, cosine decay to a tenth). Adapted MusicGen weights keep STAGE's 1e-5, constant.
+RANDOM_LM_LR = 5e-4
+PRETRAINED_LR = 1e-5
 STATE_FILE = "train_state.pt"
 LATEST = "latest"
 
@@ -50,13 +55,15 @@ class TrainSettings:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.001
     warmup_steps: int = 0
+    schedule: str = "constant"  # constant, or cosine decay from lr (after warm-up) to min_lr_ratio * lr
+    min_lr_ratio: float = 0.1
     clip_grad: float = 1.0
     mode: str = "jump"  # jump: jump fine-tuning + in-attention; full: everything; stage: everything, no rhythm
     rhythm_dropout: float = 0.5  # per-attribute condition dropout (MusiConGen)
     context_dropout: float = 0.1  # STAGE: the mix replaced by the null context
     cfg_dropout: float = 0.2  # both conditions dropped together, for classifier-free guidance
     min_s: float = 5.0  # each batch is cropped to a random length in [min_s, max_s] seconds
-    max_s: float = 10.0
+    max_s: float | None = None  # None: the model's window_s, the longest sequence it generates
     save_every: int = 500
     keep: int = 2  # step folders kept besides the newest
     log_every: int = 10
@@ -70,8 +77,59 @@ class TrainSettings:
             raise InputError(f"training mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise InputError("steps, batch size and gradient accumulation must be at least 1")
-        if not 0 < self.min_s <= self.max_s:
+        if self.min_s <= 0 or (self.max_s is not None and self.min_s > self.max_s):
             raise InputError("need 0 < min_s <= max_s")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"learning-rate schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        for name in ("rhythm_dropout", "context_dropout", "cfg_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def rhythm_share(self) -> float:
+        """Expected share of training rows that see the rhythm (none in stage mode)."""
+        return 0.0 if self.mode == "stage" else (1 - self.cfg_dropout) * (1 - self.rhythm_dropout)
+
+    @property
+    def context_share(self) -> float:
+        return (1 - self.cfg_dropout) * (1 - self.context_dropout)
+
+
+def settings_for(ckpt, steps: int, **given: Any) -> TrainSettings:
+    """Settings suited to where `ckpt`'s LM comes from, with every non-None `given` value on top.
+
+    A random LM: full mode, RANDOM_LM_LR, warm-up over 5 % of the steps, cosine decay. Trained or
+    adapted weights (MusicGen): jump fine-tuning at 1e-5 with a constant rate (STAGE, MusiConGen).
+    """
+    from darc_bridge.model.checkpoint import is_random
+
+    if is_random(ckpt, "lm"):
+        base: dict[str, Any] = {"mode": "full", "lr": RANDOM_LM_LR, "warmup_steps": max(1, steps // 20),
+                                "schedule": "cosine"}
+    else:
+        base = {"mode": "jump", "lr": PRETRAINED_LR, "warmup_steps": 0, "schedule": "constant"}
+    base.update({k: v for k, v in given.items() if v is not None})
+    return TrainSettings(steps=steps, **base)
+
+
+def refuse_random_codec(ckpt) -> None:
+    """An LM trained on a random codec's tokens learns nothing (2-5 codes per codebook on drums)."""
+    from darc_bridge.model.checkpoint import is_random
+
+    if is_random(ckpt, "codec"):
+        raise CheckpointError("this checkpoint's codec is random (untrained): its tokens carry almost nothing of the "
+                              "audio. Train a codec first (darc-bridge train codec --data AUDIO --out CODEC), or start "
+                              "from MusicGen (darc-bridge model init --from-musicgen), and pass it as --init")
+
+
+def crop_seconds(settings: TrainSettings, window_s: float) -> tuple[float, float]:
+    """(min_s, max_s) of the training crops: at most the model's window, so that generation never runs
+    at sequence positions training never reached (and the default reaches the full window)."""
+    max_s = window_s if settings.max_s is None else settings.max_s
+    if max_s > window_s + 1e-9:
+        raise InputError(f"training crops of up to {max_s:g} s are longer than this model's {window_s:g} s window: "
+                         f"pass --max-s {window_s:g} or less")
+    return min(settings.min_s, max_s), max_s
 
 
 class LossModule(nn.Module):
@@ -184,6 +242,7 @@ def save_training_checkpoint(out: Path, ckpt, optimizer, step: int, settings: Tr
     state = {"step": step, "optimizer": optimizer.state_dict(), "settings": asdict(settings), **extra}
     atomic_write(folder / STATE_FILE, lambda tmp: torch.save(state, tmp), suffix=".pt")
     ckpt.source = f"train:{settings.mode}:step{step}"
+    ckpt.lm_source = ckpt.source
     save_checkpoint(ckpt, folder, overwrite=True)
     _point_latest(out, folder)
     steps = sorted(p for p in out.glob("step_*") if p.is_dir() and p != folder)
@@ -207,6 +266,10 @@ def weights_digest(model: nn.Module) -> str:
 def _lr_at(step: int, s: TrainSettings) -> float:
     if s.warmup_steps and step < s.warmup_steps:
         return s.lr * (step + 1) / s.warmup_steps
+    if s.schedule == "cosine":
+        span = max(1, s.steps - s.warmup_steps)
+        progress = min(1.0, (step - s.warmup_steps) / span)
+        return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
     return s.lr
 
 
@@ -217,8 +280,12 @@ def train(
     settings: TrainSettings,
     preset: str = "tiny",
     stop_after: int | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train until `settings.steps` (or `stop_after` more steps, for tests); returns a summary.
+
+    `deadline` (a time.time() value): stop after the step that passes it and save a checkpoint, so
+    that a run with a fixed time budget (one GPU loan) ends resumable.
 
     `init` is a checkpoint folder to start from; None starts from random weights of `preset`.
     Its codec must be the one the cache was built with.
@@ -246,6 +313,7 @@ def train(
         ckpt = load_checkpoint(init) if init else random_checkpoint(preset, seed=settings.seed,
                                                                      rhythm_settings=None)
         state, start_step = None, 0
+    refuse_random_codec(ckpt)
     if codec_fingerprint(ckpt.codec) != data.manifest["codec"]:
         raise CheckpointError("the token cache was built with another codec than this checkpoint's: rebuild the "
                               "cache with this checkpoint (darc-bridge train cache)")
@@ -269,12 +337,24 @@ def train(
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
     frame_rate = data.frame_rate
-    min_frames, max_frames = int(settings.min_s * frame_rate), int(settings.max_s * frame_rate)
+    min_s, max_s = crop_seconds(settings, ckpt.config.window_s)
+    min_frames, max_frames = int(min_s * frame_rate), int(max_s * frame_rate)
+    segment_s = float(data.manifest.get("segments", {}).get("target_s", max_s))
+    if segment_s < max_s:
+        log.warning("cache segments are %.1f s, shorter than the %.1f s crops asked for: the model never trains on "
+                    "its full window (rebuild the cache with --target-s %g)", segment_s, max_s, max_s)
+    if dist_info.main:
+        log.info("training %s: %d of %d parameters trainable, crops %.1f-%.1f s, %.0f %% of rows see the rhythm "
+                 "(rhythm dropout %.2f, CFG dropout %.2f), %.0f %% the mix (context dropout %.2f)",
+                 settings.mode, sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()),
+                 min_s, max_s, 100 * settings.rhythm_share, settings.rhythm_dropout, settings.cfg_dropout,
+                 100 * settings.context_share, settings.context_dropout)
     autocast = device.startswith("cuda") and settings.bf16
     end_step = settings.steps if stop_after is None else min(settings.steps, start_step + stop_after)
     bar = tqdm(total=settings.steps, initial=start_step, desc=f"train {settings.mode}", unit="step",
                disable=not dist_info.main, file=sys.stderr, dynamic_ncols=True)
     losses: list[float] = []
+    history: list[list[float]] = list(state.get("history", [])) if state is not None else []  # [step, loss]
     step, t0, frames = start_step, time.perf_counter(), 0
     try:
         while step < end_step:
@@ -297,25 +377,32 @@ def train(
             optimizer.step()
             step += 1
             losses.append(total)
+            history.append([step, total])
             speed = frames / max(time.perf_counter() - t0, 1e-9) / frame_rate
             bar.update(1)
             bar.set_postfix(loss=f"{total:.3f}", gnorm=f"{grad_norm:.2f}", audio_s_per_s=f"{speed:.1f}")
             if dist_info.main and step % settings.log_every == 0:
                 log.info("step %d loss %.4f grad %.2f %.1f s audio/s", step, total, grad_norm, speed)
-            if step % settings.save_every == 0 or step == settings.steps:
-                _save(out, ckpt, optimizer, step, settings, dist_info, losses)
+            out_of_time = deadline is not None and time.time() >= deadline
+            if step % settings.save_every == 0 or step == settings.steps or out_of_time:
+                _save(out, ckpt, optimizer, step, settings, dist_info, losses, history)
+            if out_of_time:
+                log.info("time budget spent at step %d of %d: saved, run again to continue", step, settings.steps)
+                break
     finally:
         bar.close()
     return {"start_step": start_step, "step": step, "losses": losses, "trainable_fraction": fraction,
+            "rhythm_share": settings.rhythm_share, "crop_s": (min_s, max_s), "history": history,
             "latest": str(out / LATEST), "world": dist_info.world, "rank": dist_info.rank,
             "weights_digest": weights_digest(model), "shards_opened": data.reader.loads,
             "peak_open_shards": data.reader.peak_open}
 
 
 def _save(out: Path, ckpt, optimizer, step: int, settings: TrainSettings, dist_info: DistInfo,
-          losses: list[float]) -> None:
+          losses: list[float], history: list[list[float]]) -> None:
     if dist_info.main:  # save_checkpoint copies the weights to the CPU itself
-        save_training_checkpoint(out, ckpt, optimizer, step, settings, {"recent_loss": losses[-50:]})
+        save_training_checkpoint(out, ckpt, optimizer, step, settings, {"recent_loss": losses[-50:],
+                                                                         "history": history})
     if dist_info.world > 1:
         import torch.distributed as dist
 
