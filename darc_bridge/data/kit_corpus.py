@@ -25,7 +25,7 @@ from scipy.signal import butter, fftconvolve, sosfilt
 from darc_bridge.audio.io import atomic_write, write_wav_atomic
 from darc_bridge.data.grooves import FEELS, Groove, Hit, make_groove
 from darc_bridge.data.kit_pack import PackKit, SamplePack, check_training_kits
-from darc_bridge.errors import InputError, OutputError
+from darc_bridge.errors import InputError
 from darc_bridge.rhythm.features import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -179,25 +179,16 @@ def kit_song(seed: int, pack: SamplePack, duration: float = 20.0, augment: DrumA
 def write_kit_corpus(out: str | Path, songs: int, pack: SamplePack, duration: float = 20.0, seed: int = 0,
                      augment: DrumAugment = DrumAugment(), progress=None) -> list[Path]:
     """Write `songs` songs as out/song_00000/{other,drums}.wav + onsets.json; complete songs are kept."""
-    root = Path(out)
-    if root.exists() and not root.is_dir():
-        raise OutputError(f"corpus output is not a folder: {root}")
-    if songs < 1:
-        raise InputError(f"need at least 1 song, got {songs}")
-    root.mkdir(parents=True, exist_ok=True)
-    folders = []
-    for i in range(songs):
-        folder = root / f"song_{i:05d}"
-        if not (folder / "onsets.json").exists():  # written last: its presence marks a complete song
-            stems, truth = kit_song(seed * 1_000_003 + i, pack, duration, augment)
-            folder.mkdir(exist_ok=True)
-            for name, x in stems.items():
-                write_wav_atomic(folder / f"{name}.wav", x[None, :], pack.sample_rate)
-            atomic_write(folder / "onsets.json", lambda tmp, t=truth: Path(tmp).write_text(json.dumps(t)))
-        folders.append(folder)
-        if progress is not None:
-            progress((i + 1) / songs)
-    return folders
+    from darc_bridge.data.synth_corpus import write_songs
+
+    def write_one(i: int, folder: Path) -> None:
+        stems, truth = kit_song(seed * 1_000_003 + i, pack, duration, augment)
+        folder.mkdir(exist_ok=True)
+        for name, x in stems.items():
+            write_wav_atomic(folder / f"{name}.wav", x[None, :], pack.sample_rate)
+        atomic_write(folder / "onsets.json", lambda tmp: Path(tmp).write_text(json.dumps(truth)))
+
+    return write_songs(out, songs, write_one, progress=progress)
 
 
 def write_gate_set(out: str | Path, pack: SamplePack, cases: int = 32, duration: float = 10.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +160,14 @@ def write_corpus(
     kit: str = "builtin",
 ) -> list[Path]:
     """Write `songs` songs as out/song_000/... ; existing complete songs are kept (resumable)."""
+    return write_songs(out, songs, lambda i, folder: write_song(
+        synth_song(seed * 100003 + i, duration, sample_rate, kit), folder), digits=3)
+
+
+def write_songs(out: str | Path, songs: int, write_one: Callable[[int, Path], None], digits: int = 5,
+                progress: Callable[[float], None] | None = None) -> list[Path]:
+    """The resumable corpus loop: song i goes to out/song_<i>/ through `write_one(i, folder)`, which
+    writes onsets.json last, so a folder holding it is complete and is kept on a rerun."""
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise OutputError(f"corpus output is not a folder: {root}")
@@ -167,11 +176,13 @@ def write_corpus(
     root.mkdir(parents=True, exist_ok=True)
     folders = []
     for i in range(songs):
-        folder = root / f"song_{i:03d}"
-        if not (folder / "onsets.json").exists():  # written last: its presence marks a complete song
-            write_song(synth_song(seed * 100003 + i, duration, sample_rate, kit), folder)
+        folder = root / f"song_{i:0{digits}d}"
+        if not (folder / "onsets.json").exists():
+            write_one(i, folder)
             log.info("wrote %s", folder)
         folders.append(folder)
+        if progress is not None:
+            progress((i + 1) / songs)
     return folders
 
 
