@@ -23,6 +23,10 @@ def places(tmp_path: Path) -> dict[str, Path]:
     (user / ".hidden").mkdir()
     hydrogen_kit(h2 / "Rock", name="Rock Kit")
     hydrogen_kit(h2 / "Again", name="Dusty")  # a name the user kit folder has already
+    write_tone(h2 / "Hands" / "djembe.wav", 300)  # hand percussion only: no kit piece, not listed
+    (h2 / "Hands" / "drumkit.xml").write_text(
+        "<drumkit_info><name>Hands</name><instrumentList><instrument><name>Djembe Bass</name>"
+        "<filename>djembe.wav</filename></instrument></instrumentList></drumkit_info>")
     sf2.mkdir()
     tiny_sf2(sf2 / "GM.sf2")
     (sf2 / "notes.txt").write_text("not a font")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from darc_bridge.errors import InputError
-from darc_bridge.kits.hydrogen import DRUMKIT_DIRS
+from darc_bridge.kits.hydrogen import DRUMKIT_DIRS, read_drumkit
 from darc_bridge.kits.soundfont import SOUNDFONT_DIRS, find_soundfonts
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,15 @@ def _user_kits(folder: Path) -> list[KitEntry]:
     return out
 
 
+def _plays_drums(xml_path: Path) -> bool:
+    """A Hydrogen kit of hand percussion only (djembes, shakers) plays no kit piece: menus leave it out."""
+    try:
+        return bool(read_drumkit(xml_path).by_piece())
+    except InputError as exc:
+        log.info("Hydrogen kit left out of the list: %s", exc)
+        return False
+
+
 def list_kits(
     user_dir: Path | None = None,
     hydrogen_dirs: tuple[Path, ...] = DRUMKIT_DIRS,
@@ -108,7 +117,8 @@ def list_kits(
     entries += _user_kits(user_dir if user_dir is not None else user_kit_dir())
     for d in hydrogen_dirs:
         if d.is_dir():
-            entries += [KitEntry(_hydrogen_name(x), "hydrogen", str(x)) for x in sorted(d.glob("*/drumkit.xml"))]
+            entries += [KitEntry(_hydrogen_name(x), "hydrogen", str(x)) for x in sorted(d.glob("*/drumkit.xml"))
+                        if _plays_drums(x)]
     entries += [KitEntry(p.stem, "sf2", str(p)) for p in find_soundfonts(soundfont_dirs)]
     seen: set[str] = set()
     out = []
