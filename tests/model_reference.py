@@ -17,8 +17,15 @@ import torch
 from darc_bridge.engines.base import CancelToken
 from darc_bridge.model.generate import UNKNOWN, SamplingSettings
 from darc_bridge.model.lm import DarcLM
+from darc_bridge.model.presets import preset
 from darc_bridge.model.sampling import Guidance
 from darc_bridge.model.tokens import build_codes
+
+
+def tiny(**overrides) -> DarcLM:
+    """A tiny DARC LM with the same random weights in every test module (seed 0)."""
+    torch.manual_seed(0)
+    return DarcLM(preset("tiny", **overrides)).eval()
 
 
 def reference_sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,

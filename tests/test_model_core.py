@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_reference import tiny
 
 from darc_bridge.model.finetune import apply_jump_finetune
 from darc_bridge.model.generate import SamplingSettings, count_steps, generate_drums, plan_windows
@@ -16,11 +17,6 @@ from darc_bridge.model.tokens import build_codes, first_drum_step
 K, TM, TD = 4, 12, 10
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def tiny(**overrides) -> DarcLM:
-    torch.manual_seed(0)
-    return DarcLM(preset("tiny", **overrides)).eval()
 
 
 @pytest.fixture(scope="module")

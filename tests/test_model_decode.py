@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_reference import reference_drums, reference_sample
+from model_reference import reference_drums, reference_sample, tiny
 
 from darc_bridge.engines.base import CancelToken
 from darc_bridge.errors import Cancelled
@@ -21,18 +21,13 @@ from darc_bridge.model.generate import (
     plan_windows,
 )
 from darc_bridge.model.lm import DarcLM
-from darc_bridge.model.presets import TRANSFORMER_DEFAULTS, preset
+from darc_bridge.model.presets import TRANSFORMER_DEFAULTS
 from darc_bridge.model.sampling import draw
 
 K = 4
 N, WINDOW, OVERLAP = 40, 16, 5  # four windows, each later one continuing from forced tokens
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def tiny(**overrides) -> DarcLM:
-    torch.manual_seed(0)
-    return DarcLM(preset("tiny", **overrides)).eval()
 
 
 @pytest.fixture(scope="module")
