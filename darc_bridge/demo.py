@@ -2,6 +2,9 @@
 
 Synthesises a drumless mix and a beatboxed rhythm prompt, runs `darc-bridge generate` and
 `darc-bridge rhythm` on them exactly as a user would, and prints where everything landed.
+When the trained DARC model ships (models/darc-mini, or $DARC_BRIDGE_MODEL), the same job also
+runs through `--engine darc` and its stem lands next to the kit's; without it the demo says so
+and how to make one, and still finishes with the kit engine.
 """
 
 from __future__ import annotations
@@ -53,6 +56,21 @@ def cli(*args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
+def darc_demo(out: Path, mix_path: Path, prompt_path: Path) -> Path | None:
+    """The same job through the shipped DARC model; None (and a line saying why) when none ships."""
+    from darc_bridge.model.shipped import shipped_dir
+
+    model = shipped_dir()
+    if not (model / "darc.json").is_file():
+        print(f"\nNo trained DARC model at {model}, so no DARC stem: `make model` trains one "
+              "(docs/training.md).", flush=True)
+        return None
+    stem = out / "demo_drums_darc.wav"
+    cli("generate", "--engine", "darc", "--mix", str(mix_path), "--prompt", str(prompt_path), "--out", str(stem),
+        "--seed", "1")
+    return stem
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="demo_out", help="folder for the demo files")
@@ -65,6 +83,7 @@ def main() -> int:
     cli("generate", "--mix", str(mix_path), "--prompt", str(prompt_path), "--out", str(stem),
         "--midi", str(midi), "--quantize", "0.5", "--seed", "1")
     cli("rhythm", str(prompt_path), "--plot", str(plot), "--quiet")
+    darc_stem = darc_demo(out, mix_path, prompt_path)
     drums, sr = sf.read(stem, always_2d=True)
     mixed, _ = sf.read(mix_path, always_2d=True)
     preview = mixed + drums
@@ -77,6 +96,8 @@ def main() -> int:
     print(f"  rhythm MIDI:      {midi}")
     print(f"  rhythm plot:      {plot}")
     print(f"  mix + drums:      {preview_path}")
+    if darc_stem is not None:
+        print(f"  DARC drum stem:   {darc_stem}")
     return 0
 
 

@@ -29,6 +29,16 @@ def test_codec_loss_goes_down_and_checkpoint_holds_the_new_codec(tmp_path, capsy
     assert min(losses[-3:]) < losses[0]
 
 
+def test_snapshots_save_the_codec_mid_run_beside_the_output_without_marking_it_done(tmp_path):
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    settings = CodecTrainSettings(steps=4, batch_size=2, segment_s=0.25, snapshot_every=3, kmeans_batch=4)
+    train_codec(tmp_path / "corpus", tmp_path / "codec", settings, preset="tiny")
+    snap, final = load_checkpoint(tmp_path / "codec.snapshot"), load_checkpoint(tmp_path / "codec")
+    assert snap.source == "codec-snapshot:3steps" and final.source == "codec-trained:4steps"
+    s, f = snap.codec.state_dict(), final.codec.state_dict()
+    assert any(not torch.equal(s[k], f[k]) for k in s)  # step 3's weights, not the final ones
+
+
 def test_no_audio_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no audio files"):

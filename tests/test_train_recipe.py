@@ -106,6 +106,9 @@ def test_smoke_recipe_runs_every_stage_and_gates_the_model(smoke):
     assert not darc.manifest["codec_source"].startswith("random")
     g = result.gate
     assert g["cases"] == 2 and set(g["checks"]) == set(TARGETS) and g["reference"]["onset_f1"] > 0.3
+    # the codec ceiling: the same reference drums through the model's (smoke-trained, poor) codec
+    assert g["codec_reference"] is not None and g["codec_reference"]["onset_f1"] != g["reference"]["onset_f1"]
+    assert "reference through the codec" in (work / "gate" / "gate.md").read_text()
     assert not g["passed"] and result.shipped is None and not (root / "models" / "m").exists()  # smoke never ships
     summary = json.loads((work / "recipe.json").read_text())
     assert summary["darc_history"] and summary["seed"] == 3
@@ -124,6 +127,21 @@ def test_recipe_resumes_without_redoing_finished_stages(smoke):
     assert time.perf_counter() - t0 < 0.5 * first_s
     assert (work / "darc" / "latest" / "lm.safetensors").stat().st_mtime_ns == stamp
     assert again.gate == first.gate
+
+
+@pytest.mark.slow
+def test_a_rerun_never_goes_back_to_the_base_once_darc_has_started(smoke):
+    import dataclasses
+
+    from darc_bridge.train.loop import latest_step_dir
+    from darc_bridge.train.recipe import SCALES, run_recipe
+
+    root, first, _ = smoke
+    work = root / "work"
+    base_step = latest_step_dir(work / "base").name
+    longer_base = dataclasses.replace(SCALES["smoke"], base_steps=SCALES["smoke"].base_steps * 3)
+    run_recipe(work, "mini", longer_base, seed=3, pack=root / "pack.npz", ship_to=root / "models" / "m", device="cpu")
+    assert latest_step_dir(work / "base").name == base_step  # the base DARC started from is kept
 
 
 @pytest.mark.slow

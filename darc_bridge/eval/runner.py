@@ -60,6 +60,9 @@ class SystemSpec:
     rhythm_strength: float = 1.0
     temperature: float = 0.0  # kit: no humanisation; model: 1.0, sampled with a fixed seed
     reference: bool = False  # score the case's drums.wav instead of generating
+    # With `reference`: the drums encoded and decoded by this checkpoint's codec first, the most a
+    # model on that codec can score (it can only ever play what its codec reconstructs).
+    codec_checkpoint: str | None = None
 
 
 def default_systems(checkpoint: str | None = None, engine: str = "kit", kit_dir: str | None = None) -> list[SystemSpec]:
@@ -157,6 +160,21 @@ def score_stem(case: EvalCase, stem: np.ndarray, sample_rate: int) -> dict[str, 
     return out
 
 
+def _load_codec(checkpoint: str):
+    from darc_bridge.model.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint).codec.eval()
+
+
+def _through_codec(codec, audio: Audio) -> tuple[np.ndarray, int]:
+    """`audio` encoded to tokens and decoded again (mono, at the codec's rate)."""
+    from darc_bridge.model.codec import decode_tokens, encode_audio
+
+    y = decode_tokens(codec, encode_audio(codec, audio))
+    sr = int(codec.sample_rate)
+    return y[:, : int(round(audio.duration * sr))], sr
+
+
 def run_eval(
     set_dir: str | Path,
     out_dir: str | Path,
@@ -176,12 +194,15 @@ def run_eval(
         engine = None if spec.reference else factory(spec)
         if engine is not None:
             engine.load()
+        codec = _load_codec(spec.codec_checkpoint) if spec.reference and spec.codec_checkpoint else None
         rows: dict[str, Any] = {}
         for case in cases:
             if spec.reference:
                 if case.drums is None:
                     continue
                 stem, sr, seconds = case.drums.samples, case.drums.sample_rate, 0.0
+                if codec is not None:
+                    stem, sr = _through_codec(codec, case.drums)
             else:
                 params = GenerationParams(temperature=spec.temperature, rhythm_strength=spec.rhythm_strength,
                                           seed=seed)

@@ -45,6 +45,10 @@ class CodecTrainSettings:
     stft_weight: float = 1.0
     clip_grad: float = 1.0
     log_every: int = 50
+    # 0: none. Otherwise every this many steps the codec so far is saved as a checkpoint in
+    # OUT.snapshot (never in OUT itself, whose manifest marks a finished codec), so a long CPU run
+    # can be inspected (reconstruction, code use) while it trains.
+    snapshot_every: int = 0
     kmeans_batch: int = 32  # crops whose latents initialise the codebooks by k-means (random codecs only)
     seed: int = 0
     device: str = "auto"
@@ -182,6 +186,8 @@ def train_codec(
         bar.set_postfix(loss=f"{value:.3f}", audio_s_per_s=f"{speed:.1f}")
         if (step + 1) % settings.log_every == 0:
             log.info("codec step %d loss %.4f", step + 1, value)
+        if settings.snapshot_every and (step + 1) % settings.snapshot_every == 0:
+            _snapshot(ckpt, codec, Path(str(out_dir) + ".snapshot"), step + 1)
         if deadline is not None and time.time() >= deadline:
             log.info("codec time budget spent at step %d of %d", step + 1, settings.steps)
             break
@@ -195,6 +201,18 @@ def train_codec(
     ckpt.lm_source = "random" if init is None else None  # None: the LM's origin stays what --init says
     save_checkpoint(ckpt, out_dir, overwrite=True, extra={"codec_high_band_retention": round(retention, 4)})
     return {"losses": losses, "checkpoint": str(out_dir), "high_band_retention": retention}
+
+
+def _snapshot(ckpt, codec: torch.nn.Module, out: Path, step: int) -> None:
+    """Save the codec at `step` (its weights are copied to the CPU; training goes on untouched)."""
+    import dataclasses
+
+    from darc_bridge.model.checkpoint import save_checkpoint
+
+    source = f"codec-snapshot:{step}steps"
+    snap = dataclasses.replace(ckpt, codec=codec, source=source, codec_source=source, lm_source="random")
+    save_checkpoint(snap, out, overwrite=True)
+    log.info("codec snapshot at step %d in %s", step, out)
 
 
 HIGH_BAND_HZ = 5000  # above this a drum kit is hats, cymbals and the snare's wires

@@ -39,8 +39,9 @@ def gate_figures(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
     a, b = _value(on.get("onset_f1")), _value(off.get("onset_f1"))
     fig["gap"] = None if a is None or b is None else a - b
     fig["rhythm_off_onset_f1"] = b
-    ref = summary.get("reference")
-    fig["reference"] = {k: _value(ref.get(k)) for k in ("onset_f1", "kick_f1", "snare_f1", "hat_f1")} if ref else None
+    for row, key in (("reference", "reference"), ("reference-through-codec", "codec_reference")):
+        ref = summary.get(row)
+        fig[key] = {k: _value(ref.get(k)) for k in ("onset_f1", "kick_f1", "snare_f1", "hat_f1")} if ref else None
     fig["cases"] = int(on["cases"])
     fig["checks"] = {k: fig[k] is not None and fig[k] >= t for k, t in TARGETS.items()}
     fig["passed"] = all(fig["checks"].values())
@@ -85,7 +86,8 @@ def run_gate(set_dir: str | Path, out_dir: str | Path, checkpoint: str, seed: in
     opts = {"checkpoint": checkpoint}
     systems = [SystemSpec("darc", "darc", opts, 1.0, temperature=1.0),
                SystemSpec("darc-rhythm-off", "darc", opts, 0.0, temperature=1.0),
-               SystemSpec("reference", "none", reference=True)]
+               SystemSpec("reference", "none", reference=True),
+               SystemSpec("reference-through-codec", "none", reference=True, codec_checkpoint=checkpoint)]
     report = run_eval(set_dir, out / "eval", systems, seed=seed)
     gate = gate_figures(report["summary"])
     gate["checkpoint"] = str(Path(checkpoint).resolve())
@@ -116,15 +118,18 @@ def _cell(x: float | None) -> str:
 
 
 def gate_markdown(g: dict[str, Any]) -> str:
-    ref = g.get("reference") or {}
+    ref, coded = g.get("reference") or {}, g.get("codec_reference") or {}
     lines = ["# DARC eval gate", "", f"{g['cases']} cases from held-out kits (eval/ holds the full report, "
              "spectrograms/ a plot per case). The reference drums (the held-out kit playing the prompt's groove) "
-             "show the ceiling the transcriber allows.", "",
-             "| figure | model | target | met | reference drums |", "|---|---:|---:|---|---:|"]
+             "show the ceiling the transcriber allows; the same drums through the model's codec show the "
+             "ceiling its codec allows.", "",
+             "| figure | model | target | met | reference drums | reference through the codec |",
+             "|---|---:|---:|---|---:|---:|"]
     for k in ("onset_f1", "kick_f1", "snare_f1", "gap", "hat_f1", "grid_alignment"):
         target = TARGETS.get(k)
         lines.append(f"| {k} | {_cell(g[k])} | {'' if target is None else f'>= {target}'} | "
-                     f"{'' if target is None else ('yes' if g['checks'][k] else 'no')} | {_cell(ref.get(k))} |")
+                     f"{'' if target is None else ('yes' if g['checks'][k] else 'no')} | {_cell(ref.get(k))} | "
+                     f"{_cell(coded.get(k))} |")
     lines += ["", f"Rhythm off (STAGE behaviour): onset F1 {_cell(g['rhythm_off_onset_f1'])}.",
               f"Verdict: **{'passed' if g['passed'] else 'failed'}**."]
     return "\n".join(lines) + "\n"
