@@ -193,7 +193,10 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
                 st = job.settings
                 tokens = sample_tokens(guided, st.temperature, st.top_k, st.top_p, job.generator)
                 picked.append(torch.where(valid[:, step], tokens, pad))
-            tokens = torch.stack(picked).index_select(0, row_slot)  # [B, K]
+            if len(picked) == 1:  # one job: all rows get its tokens
+                tokens = picked[0].expand(seq.shape[0], -1)
+            else:
+                tokens = torch.stack(picked).index_select(0, row_slot)  # [B, K]
             column = seq[:, :, step]
             seq[:, :, step] = torch.where(column == UNKNOWN, tokens, column)
             dropped = []
@@ -203,14 +206,14 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
                 if jobs[j].cancel is not None and jobs[j].cancel.cancelled:
                     dropped.append(j)
             if dropped:
-                keep = torch.cat([torch.arange(a, b, device=device)
-                                  for j, (a, b) in zip(active, spans, strict=True) if j not in dropped])
                 for j in dropped:
                     results[j] = Cancelled("generation was cancelled")
-                active = [j for j in active if j not in dropped]
-                if not active:
-                    spans = []
+                if len(dropped) == len(active):
+                    active, spans = [], []
                     break
+                keep = torch.cat([torch.arange(a, b, device=device)
+                                  for j, (a, b) in zip(active, spans, strict=True) if j not in dropped])
+                active = [j for j in active if j not in dropped]
                 session = session.select_rows(keep)
                 seq = seq.index_select(0, keep)
                 stream = None if stream is None else stream.select_rows(keep)
