@@ -329,21 +329,25 @@ class DecodeSession:
         for layer in st.layers:
             if row is not None and layer.inject:
                 xb.add_(row)
-            h = F.layer_norm(x, *layer.norm1)
+            h = torch.layer_norm(x, *layer.norm1)  # F.layer_norm's kernel without its Python checks
             _mm(h, layer.in_t, layer.in_b, st.qkv)
             layer.kv.index_copy_(3, position, st.kv_new)
             if attend is None:
                 keys, values = layer.keys, layer.values
             else:
                 keys, values = layer.keys.narrow(2, 0, attend), layer.values.narrow(2, 0, attend)
-            att = self._attend(st.q, keys, values, mask, False, layer.as_float32).view(b, d.dim)
+            if layer.as_float32:
+                att = self._attend(st.q, keys, values, mask, False, True)
+            else:
+                att = F.scaled_dot_product_attention(st.q, keys, values, attn_mask=mask)
+            att = att.view(b, d.dim)
             if st.padded:
                 st.attb.copy_(att)
                 att = st.att
             _residual(x, att, layer.out_t, layer.out_b, layer.scale_1, st.o)
             if layer.cross is not None:
                 x.add_(layer.cross)
-            h = F.layer_norm(x, *layer.norm2)
+            h = torch.layer_norm(x, *layer.norm2)
             f = layer.activation(_mm(h, layer.l1_t, layer.l1_b, st.f))
             _residual(x, f, layer.l2_t, layer.l2_b, layer.scale_2, st.o)
         out = x if st.out_norm is None else st.out_norm(x)
