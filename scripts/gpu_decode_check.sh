@@ -8,8 +8,10 @@
 # Usage (from the repository root):
 #   OUT=/some/dir scripts/gpu_decode_check.sh          # on the GPU machine: expects cuda, fails without
 #   OUT=/some/dir scripts/gpu_decode_check.sh --cpu    # dry run on a CPU machine: same steps, CPU, toy bench
-# PYTHON overrides the interpreter (default .venv/bin/python, else python3). Exit status: 0 when
-# everything passed, 3 when cuda was expected and is missing, else the first failing step's status.
+# PYTHON overrides the interpreter (default .venv/bin/python, else python3). A .gpu_site/ folder
+# (scripts/gpu_site.sh) supplies the packages the GPU image lacks. Exit status: 0 when everything
+# passed, 3 when cuda was expected and is missing, 6 when the code does not import, else the
+# first failing step's status.
 set -u -o pipefail
 
 MODE=cuda
@@ -19,6 +21,22 @@ mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || exit 2
 cd "$(dirname "$0")/.." || exit 2
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# .gpu_site/ (made by scripts/gpu_site.sh on the CPU machine, carried to the GPU machine): the
+# packages that machine's image lacks; a stub only where the real module is missing
+if [ -d .gpu_site ]; then
+  SITE_DIR=${TMPDIR:-/tmp}/darc_gpu_site
+  rm -rf "$SITE_DIR" && mkdir -p "$SITE_DIR/stubs"
+  if ls .gpu_site/whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE_DIR/whl" \
+      .gpu_site/whl/*.whl || { echo "FAIL: installing .gpu_site/whl"; exit 2; }
+  fi
+  for stub in xformers spacy av; do
+    if ! PYTHONPATH="$SITE_DIR/whl:$PWD/.gpu_site/py" "$PY" -c "import $stub" >/dev/null 2>&1; then
+      cp -r .gpu_site/stubs/$stub* "$SITE_DIR/stubs/"
+    fi
+  done
+  export PYTHONPATH=$PYTHONPATH:$SITE_DIR/whl:$PWD/.gpu_site/py:$SITE_DIR/stubs
+fi
 export HF_HUB_OFFLINE=1
 TEST_LIMIT=${TEST_LIMIT:-200}    # seconds for the tests
 BENCH_LIMIT=${BENCH_LIMIT:-250}  # seconds for the bench (tests + bench + start-up stay under 8 minutes)
@@ -47,6 +65,13 @@ else
   export DARC_TEST_DEVICE=cpu
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   BENCH_ARGS=(--quick)
+fi
+
+if ! "$PY" -c "import darc_bridge.compat as c; c.import_audiocraft(); import darc_bridge.model.decode, \
+darc_bridge.engines.darc, librosa, soundfile, pytest, xdist" > "$OUT/imports.log" 2>&1; then
+  tail -n 5 "$OUT/imports.log"
+  note "FAIL: the code does not import here (see $OUT/imports.log; scripts/gpu_site.sh prepares what the GPU image lacks)"
+  exit 6
 fi
 
 # -- 1. parity and host syncs on the device ---------------------------------------------------------
