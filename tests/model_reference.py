@@ -156,7 +156,7 @@ def reference_drums(model: DarcLM, mix: torch.Tensor, rhythm: torch.Tensor | Non
     """The old windowed generation over the streaming loop (one token stream, forced overlaps)."""
     from darc_bridge.model.generate import plan_windows
 
-    generator = torch.Generator().manual_seed(int(settings.seed))
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(int(settings.seed))
     n = mix.shape[-1]
     drums = torch.full((model.n_q, n), UNKNOWN, dtype=torch.long)
     for w in plan_windows(n, window, overlap):

@@ -1,12 +1,18 @@
 """The explicit decode path (darc_bridge.model.decode) against audiocraft's streaming loop as the
-product ran it (tests/model_reference.py), on CPU float32: same tokens, greedy and sampled, under
+product ran it (tests/model_reference.py), in float32: same tokens, greedy and sampled, under
 CFG with 1-3 rows, across window boundaries with forced tokens; rhythm strength 0; cancel; the
-graph-shaped step; the idle cross-attention; batched jobs."""
+graph-shaped step; the idle cross-attention; batched jobs.
+
+The parity tests run on `decode_device()`: cuda when torch sees a GPU (or DARC_TEST_DEVICE says
+so: scripts/gpu_decode_check.sh), else the CPU, including the CUDA-graph test, which needs cuda.
+The batching tests compare a job alone with the same job in a batch bit for bit: that is a
+property of the CPU sessions (CPU_MIN_ROWS), so they always run on the CPU."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from decode_support import decode_device
 from model_reference import reference_drums, reference_sample, tiny
 
 from darc_bridge.engines.base import CancelToken
@@ -31,7 +37,17 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
-def model() -> DarcLM:
+def device() -> torch.device:
+    return decode_device()
+
+
+@pytest.fixture(scope="module")
+def model(device) -> DarcLM:
+    return tiny().to(device)
+
+
+@pytest.fixture(scope="module")
+def cpu_model() -> DarcLM:
     return tiny()
 
 
@@ -73,17 +89,20 @@ def test_sampling_with_the_same_generator_gives_the_same_tokens(model, inputs, s
     assert torch.equal(ref, ours)
 
 
-def test_draw_is_multinomial_without_the_host_checks():
-    probs = torch.softmax(torch.randn(16, 300, generator=torch.Generator().manual_seed(0)), -1)
-    a = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(9))
-    b = draw(probs, torch.Generator().manual_seed(9))
+def test_draw_is_multinomial_without_the_host_checks(device):
+    def gen(seed: int) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(seed)
+
+    probs = torch.softmax(torch.randn(16, 300, generator=torch.Generator().manual_seed(0)), -1).to(device)
+    a = torch.multinomial(probs, 1, generator=gen(9))
+    b = draw(probs, gen(9))
     assert torch.equal(a, b)
-    logits = torch.randn(4, 2048)
+    logits = torch.randn(4, 2048).to(device)
     for temp, k, p in ((1.0, 50, 0.0), (0.7, 0, 0.95), (1.2, 0, 0.0)):
         from darc_bridge.model.sampling import sample_tokens
 
-        x = sample_tokens(logits, temp, k, p, torch.Generator().manual_seed(1))
-        y = reference_sample(logits, temp, k, p, torch.Generator().manual_seed(1))
+        x = sample_tokens(logits, temp, k, p, gen(1))
+        y = reference_sample(logits, temp, k, p, gen(1))
         assert torch.equal(x, y)
 
 
@@ -151,17 +170,17 @@ def test_cancel_stops_within_one_step(model, inputs):
     assert steps.steps == PROGRESS_EVERY - 2
 
 
-def test_graph_shaped_step_equals_the_cpu_step(model, inputs):
+def test_graph_shaped_step_equals_the_cpu_step(model, inputs, device):
     """The step a CUDA graph captures (whole cache under a device mask, no host value) gives the
     logits of the CPU step that reads only the filled part of the cache."""
     mix, rhythm = inputs
-    seq = torch.randint(0, 2048, (2, K, 30))
-    cond = torch.randn(2, 30, model.config.dim)
+    seq = torch.randint(0, 2048, (2, K, 30)).to(device)
+    cond = torch.randn(2, 30, model.config.dim).to(device)
     decoder = Decoder(model)
     a, b = decoder.session(2, 30), decoder.session(2, 30)
     la, lb = a.prefill(seq[..., :10], cond[:, :10]), b.prefill(seq[..., :10], cond[:, :10])
     assert torch.equal(la, lb)
-    position = torch.tensor([10])
+    position = torch.tensor([10], device=device)
     for t in range(10, 20):
         la = a.decode_step(seq[..., t:t + 1], position, cond[:, t:t + 1], attend=t + 1)
         lb = b.decode_step(seq[..., t:t + 1], position, cond[:, t:t + 1])
@@ -173,11 +192,11 @@ def test_graph_shaped_step_equals_the_cpu_step(model, inputs):
     torch.testing.assert_close(la, full, rtol=1e-4, atol=1e-4)
 
 
-def test_idle_cross_attention_is_reduced_to_its_constant(inputs):
+def test_idle_cross_attention_is_reduced_to_its_constant(inputs, device):
     """MusicGen's text cross-attention over one zero vector adds a constant (zero without biases):
     the decode path skips it, and with biases adds the constant; tokens match the streaming loop."""
     mix, rhythm = inputs
-    plain = tiny(cross_attention=True)
+    plain = tiny(cross_attention=True).to(device)
     assert Decoder(plain).layers()[0].cross is None  # bias-free: exactly zero, skipped
     biased = tiny(cross_attention=True, transformer={**TRANSFORMER_DEFAULTS, "bias_attn": True})
     g = torch.Generator().manual_seed(2)
@@ -186,13 +205,15 @@ def test_idle_cross_attention_is_reduced_to_its_constant(inputs):
             att = layer.cross_attention
             att.in_proj_bias.copy_(torch.randn(att.in_proj_bias.shape, generator=g) * 0.5)
             att.out_proj.bias.copy_(torch.randn(att.out_proj.bias.shape, generator=g) * 0.5)
+    biased.to(device)
     assert Decoder(biased).layers()[0].cross.abs().max() > 0
     for m in (plain, biased):
         ref, ours = _both(m, mix, rhythm, SamplingSettings(temperature=0.0))
         assert torch.equal(ref, ours)
 
 
-def test_batched_jobs_each_get_their_own_tokens(model, inputs):
+def test_batched_jobs_each_get_their_own_tokens(cpu_model, inputs):
+    model = cpu_model
     mix, rhythm = inputs
     other = torch.randint(0, 2048, (K, N), generator=torch.Generator().manual_seed(8))
     jobs = [
@@ -214,7 +235,8 @@ def test_batched_jobs_each_get_their_own_tokens(model, inputs):
         assert seen[i] == sorted(seen[i]) and seen[i][-1] == pytest.approx(1.0)
 
 
-def test_a_cancelled_job_leaves_the_batch_and_the_others_carry_on(model, inputs):
+def test_a_cancelled_job_leaves_the_batch_and_the_others_carry_on(cpu_model, inputs):
+    model = cpu_model
     mix, rhythm = inputs
     token = CancelToken()
     settings = [SamplingSettings(seed=s, top_k=50) for s in (1, 2, 3)]
@@ -235,13 +257,15 @@ def test_no_layer_hooks_and_the_model_holds_no_job_state(model, inputs):
     assert not model.lm.transformer._streaming_state
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs); runs on the GPU machine")
-def test_cuda_graph_steps_match_eager_steps_on_the_gpu(inputs):
-    """On a GPU: tokens decoded through the captured graphs equal eager decoding (float32)."""
+def test_cuda_graph_steps_match_eager_steps_on_the_gpu(inputs, device):
+    """On a GPU: tokens decoded through the captured graphs equal eager decoding (float32).
+    (Skipped on a CPU-only machine; with DARC_TEST_DEVICE=cuda and no GPU the fixture errors.)"""
     from darc_bridge.model.decode import CudaGraphSteps
 
+    if device.type != "cuda":
+        pytest.skip("needs a CUDA GPU (CUDA graphs): scripts/gpu_decode_check.sh runs it there")
     mix, rhythm = inputs
-    m = tiny().to("cuda")
+    m = tiny().to(device)
     graphs = CudaGraphSteps(Decoder(m), 2 * WINDOW + 1 + K)
     for settings in (SamplingSettings(temperature=0.0), SamplingSettings(seed=3, top_k=50, rhythm_strength=1.5)):
         a, _ = generate_drums(m, mix, rhythm, settings, window_frames=WINDOW, overlap_frames=OVERLAP, steps=graphs)
@@ -249,9 +273,10 @@ def test_cuda_graph_steps_match_eager_steps_on_the_gpu(inputs):
         assert torch.equal(a, b)
 
 
-def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(model):
+def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(cpu_model):
     """CPU sessions pad small matrix products (CPU_MIN_ROWS), so a job decoded alone and inside a
     bigger batch gives bit-identical logits: batching keeps 'same seed, same stem'."""
+    model = cpu_model
     steps = EagerSteps(Decoder(model))
     assert steps.min_rows >= 4
     g = torch.Generator().manual_seed(4)

@@ -18,21 +18,25 @@ The device is chosen once: `cuda` when torch sees a GPU, else `cpu`; every row n
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from darc_bridge.bench.common import BenchRow, run_isolated
+from darc_bridge.bench.common import BenchRow, format_table, run_isolated
 
 TINY_SECONDS = (10.0, 60.0)
 BATCH_JOBS, BATCH_SECONDS = 4, 10.0
 SMALL_SECONDS = {"cpu": 1.0, "cuda": 10.0}
-COMPARE = {"cpu": [("tiny", 10.0), ("small", 1.0)], "cuda": [("tiny", 10.0), ("small", 10.0)]}
+# (preset, seconds of drums after as long a prefix, timed pairs): several interleaved pairs, so one
+# burst of load on a shared machine moves one pair's ratio, not the reported median
+COMPARE = {"cpu": [("tiny", 10.0, 7), ("small", 1.0, 3)], "cuda": [("tiny", 10.0, 5), ("small", 10.0, 3)]}
 NULL_ATTRIBUTE = "darc_null_text"  # the stand-in condition audiocraft's generate is given (see compare_case)
 
 
@@ -192,7 +196,7 @@ def _batch_sizes(transformer: nn.Module) -> Iterator[set[int]]:
         handle.remove()
 
 
-def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats: int = 3) -> dict:
+def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats: int = 5) -> dict:
     """Our generation loop against audiocraft's `LMModel.generate`, same weights, same run.
 
     Identical on both sides: the LM weights (DarcLM wraps the very `LMModel` audiocraft's generate
@@ -211,8 +215,13 @@ def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats:
     tokens differ (different RNG streams), the work per step does not.
 
     Each side is warmed up once (a short run on the same kind of input; it also records the batch
-    rows each side runs, `ours_rows` / `audiocraft_rows`), then timed `repeats` times, the sides
-    taking turns; the best run counts. `ratio` > 1 means ours is faster.
+    rows each side runs, `ours_rows` / `audiocraft_rows`), then timed in `repeats` interleaved
+    pairs (ours first in even pairs, audiocraft first in odd ones, so a drift in the machine's
+    load favours neither). Each pair gives a ratio, audiocraft's time over ours (> 1: ours is
+    faster); `ratio` is their median, `ratio_min` / `ratio_max` the extremes, and the fps and
+    s/step figures come from the median times. On the CPU `cpu_ratio` is the median ratio of
+    the main thread's CPU time (both sides run on that one thread), which time slices lost to
+    other processes do not inflate.
     """
     from darc_bridge.compat import import_audiocraft
     from darc_bridge.model.checkpoint import random_checkpoint
@@ -232,23 +241,26 @@ def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats:
 
     steps = _CountingSteps(_steps_for(model, device, 2 * n + 1 + cfg.n_q))
 
-    def ours(frames: int, with_rhythm: bool = False) -> tuple[float, int]:
-        t0 = time.perf_counter()
+    def timed(run) -> tuple[float, float, int]:
+        """(wall seconds, this thread's CPU seconds, frames made) of one run."""
+        t0, c0 = time.perf_counter(), time.thread_time()
+        frames = run()
+        _sync(device)
+        return time.perf_counter() - t0, time.thread_time() - c0, frames
+
+    def ours(frames: int, with_rhythm: bool = False) -> int:
         drums, _ = generate_drums(model, mix[:, :frames], rhythm[:, :frames] if with_rhythm else None, settings,
                                   steps=steps)
-        _sync(device)
-        return time.perf_counter() - t0, drums.shape[-1]
+        return drums.shape[-1]
 
-    def theirs(frames: int, conditions: list) -> tuple[float, int]:
+    def theirs(frames: int, conditions: list) -> int:
         pad = torch.full((cfg.n_q, 1), model.pad, dtype=torch.long)
         prompt = torch.cat([mix[:, :frames], pad], dim=-1)[None].to(device)
         torch.manual_seed(0)
-        t0 = time.perf_counter()
         out = lm.generate(prompt, conditions, max_gen_len=prompt.shape[-1] + frames, use_sampling=True,
                           temp=settings.temperature, top_k=settings.top_k, top_p=0.0,
                           cfg_coef=settings.cfg_coef, two_step_cfg=False, remove_prompts=True)
-        _sync(device)
-        return time.perf_counter() - t0, out.shape[-1]
+        return out.shape[-1]
 
     warm = min(n, 25)
     with torch.no_grad(), _null_condition(lm, cfg.cross_attention) as conditions:
@@ -257,20 +269,30 @@ def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats:
         with _batch_sizes(lm.transformer) as rows_theirs:
             theirs(warm, conditions)
         runs_ours, runs_theirs, runs_rhythm = [], [], []
-        for _ in range(repeats):
-            runs_ours.append(ours(n))
-            runs_theirs.append(theirs(n, conditions))
-            runs_rhythm.append(ours(n, with_rhythm=True))
-    best = {name: min(runs) for name, runs in
+        for r in range(repeats):
+            if r % 2 == 0:
+                runs_ours.append(timed(lambda: ours(n)))
+                runs_theirs.append(timed(lambda: theirs(n, conditions)))
+            else:
+                runs_theirs.append(timed(lambda: theirs(n, conditions)))
+                runs_ours.append(timed(lambda: ours(n)))
+            runs_rhythm.append(timed(lambda: ours(n, with_rhythm=True)))
+    median = statistics.median
+    ratios = [t[0] / o[0] for o, t in zip(runs_ours, runs_theirs, strict=True)]
+    wall = {name: median(r[0] for r in runs) for name, runs in
             (("ours", runs_ours), ("theirs", runs_theirs), ("rhythm", runs_rhythm))}
     steps = n + cfg.n_q - 1
-    return {"seconds": best["ours"][0], "frames": n, "steps": steps,
-            "ours_fps": n / best["ours"][0], "audiocraft_fps": n / best["theirs"][0],
-            "ratio": best["theirs"][0] / best["ours"][0], "ours_rhythm_fps": n / best["rhythm"][0],
-            "ours_s_per_step": best["ours"][0] / steps, "audiocraft_s_per_step": best["theirs"][0] / steps,
-            "ours_frames": best["ours"][1], "audiocraft_frames": best["theirs"][1],
-            "ours_rows": max(rows_ours), "audiocraft_rows": max(rows_theirs),
-            "threads": torch.get_num_threads(), **_gpu_peak(device)}
+    out = {"seconds": wall["ours"], "frames": n, "steps": steps, "repeats": repeats,
+           "ratio": median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    if device == "cpu":
+        out["cpu_ratio"] = median(t[1] / o[1] for o, t in zip(runs_ours, runs_theirs, strict=True))
+    out.update({"ours_fps": n / wall["ours"], "audiocraft_fps": n / wall["theirs"],
+                "ours_rhythm_fps": n / wall["rhythm"], "ours_s_per_step": wall["ours"] / steps,
+                "audiocraft_s_per_step": wall["theirs"] / steps,
+                "ours_frames": runs_ours[0][2], "audiocraft_frames": runs_theirs[0][2],
+                "ours_rows": max(rows_ours), "audiocraft_rows": max(rows_theirs),
+                "threads": torch.get_num_threads(), **_gpu_peak(device)})
+    return out
 
 
 def batch_case(jobs: int = BATCH_JOBS, seconds: float = BATCH_SECONDS, device: str = "cpu") -> dict:
@@ -396,21 +418,88 @@ def engine_small_case(seconds: float = 30.0, window_s: float = 10.0, device: str
             "x_realtime": seconds / gen_s, **_gpu_peak(device)}
 
 
-def cases() -> list[BenchRow]:
-    device = bench_device()
-    rows = [run_isolated("model", f"tiny generate {s:.0f}s ({device})", "darc_bridge.bench.model:tiny_case",
-                         s, device) for s in TINY_SECONDS]
+@dataclass(frozen=True)
+class CaseSpec:
+    """One row of the model section: its label, the function run in a fresh process, its arguments."""
+
+    label: str
+    target: str
+    args: tuple
+    timeout: float = 1800
+
+    def run(self) -> BenchRow:
+        return run_isolated("model", self.label, f"darc_bridge.bench.model:{self.target}", *self.args,
+                            timeout=self.timeout)
+
+
+def case_specs(device: str, quick: bool = False) -> list[CaseSpec]:
+    """The model section's cases on `device`. On cuda the GPU targets come first (ms per step, the
+    ratio to stock on `small`, 30 s through the engine), so a run cut short by its time limit
+    still has them. `quick`: a dry run of the same code paths at toy sizes (for checking the
+    GPU check script on a CPU machine)."""
+    if quick:
+        specs = [CaseSpec(f"tiny generate 2s ({device})", "tiny_case", (2.0, device)),
+                 CaseSpec(f"tiny ours vs audiocraft 0.5s ({device})", "compare_case", ("tiny", 0.5, device, 2)),
+                 CaseSpec(f"tiny 2x0.5s batch vs seq ({device})", "batch_case", (2, 0.5, device))]
+        if device.startswith("cuda"):
+            specs.append(CaseSpec("tiny ms/step 1-3 rows (cuda)", "steps_case", ("tiny", device, 50)))
+        return specs
     small_s = SMALL_SECONDS[device]
-    rows.append(run_isolated("model", f"small generate {small_s:.0f}s+{small_s:.0f}s ({device})",
-                             "darc_bridge.bench.model:small_case", small_s, device, timeout=1800))
-    for name, seconds in COMPARE[device]:
-        rows.append(run_isolated("model", f"{name} ours vs audiocraft {seconds:.0f}s ({device})",
-                                 "darc_bridge.bench.model:compare_case", name, seconds, device, timeout=1800))
-    rows.append(run_isolated("model", f"tiny {BATCH_JOBS}x{BATCH_SECONDS:.0f}s batch vs seq ({device})",
-                             "darc_bridge.bench.model:batch_case", BATCH_JOBS, BATCH_SECONDS, device, timeout=1800))
+    specs = [CaseSpec(f"tiny generate {s:.0f}s ({device})", "tiny_case", (s, device), 900) for s in TINY_SECONDS]
+    specs.append(CaseSpec(f"small generate {small_s:.0f}s+{small_s:.0f}s ({device})", "small_case",
+                          (small_s, device)))
+    specs += [CaseSpec(f"{name} ours vs audiocraft {seconds:.0f}s ({device})", "compare_case",
+                       (name, seconds, device, repeats)) for name, seconds, repeats in COMPARE[device]]
+    specs.append(CaseSpec(f"tiny {BATCH_JOBS}x{BATCH_SECONDS:.0f}s batch vs seq ({device})", "batch_case",
+                          (BATCH_JOBS, BATCH_SECONDS, device)))
     if device.startswith("cuda"):
-        rows.append(run_isolated("model", "small ms/step 1-3 rows (cuda)", "darc_bridge.bench.model:steps_case",
-                                 "small", device))
-        rows.append(run_isolated("model", "small engine 30s in 10s windows (cuda)",
-                                 "darc_bridge.bench.model:engine_small_case", 30.0, 10.0, device, timeout=1800))
-    return rows
+        first = [CaseSpec("small ms/step 1-3 rows (cuda)", "steps_case", ("small", device), 900),
+                 next(c for c in specs if c.label.startswith("small ours vs audiocraft")),
+                 CaseSpec("small engine 30s in 10s windows (cuda)", "engine_small_case", (30.0, 10.0, device))]
+        specs = first + [c for c in specs if c not in first]
+    return specs
+
+
+def cases() -> list[BenchRow]:
+    return [spec.run() for spec in case_specs(bench_device())]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m darc_bridge.bench.model`: the model section alone, each row appended to `--out`
+    as soon as it is measured (a run stopped by a time limit keeps what it had), then the table.
+    Exit status 1 when a case failed, 3 when `--expect-cuda` is given and torch sees no GPU."""
+    import argparse
+    import platform
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--out", type=Path, help="file for the table (rows appended as they finish)")
+    parser.add_argument("--quick", action="store_true", help="toy sizes: a dry run of the code paths")
+    parser.add_argument("--expect-cuda", action="store_true", help="fail unless torch sees a CUDA GPU")
+    args = parser.parse_args(argv)
+    device = bench_device()
+    if args.expect_cuda and device != "cuda":
+        print(f"error: --expect-cuda, but torch {torch.__version__} (cuda {torch.version.cuda}) sees no GPU")
+        return 3
+    head = (f"darc-bridge model benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+            f"{platform.node()}, torch {torch.__version__}, device {device}"
+            + (f" ({torch.cuda.get_device_name(0)})" if device == "cuda" else "")
+            + (", quick" if args.quick else ""))
+    rows: list[BenchRow] = []
+
+    def save() -> None:
+        if args.out is not None:  # a temporary name, then renamed: never a half-written table
+            tmp = args.out.with_name(args.out.name + ".tmp")
+            tmp.write_text(head + "\n" + (format_table(rows) + "\n" if rows else ""))
+            tmp.replace(args.out)
+
+    save()
+    for spec in case_specs(device, args.quick):
+        rows.append(spec.run())
+        save()
+    print(head)
+    print(format_table(rows))
+    return 1 if any("error" in r.extra for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

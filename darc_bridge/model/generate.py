@@ -166,13 +166,15 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
     source = steps if steps is not None else _default_steps(model)
 
     def layout() -> tuple[list[tuple[int, int]], torch.Tensor]:
-        """Each active job's rows, and the job slot of every batch row."""
-        spans, o = [], 0
-        for j in active:
-            spans.append((o, o + len(prep[j].names)))
-            o += len(prep[j].names)
-        slots = [s for s, (a, b) in enumerate(spans) for _ in range(b - a)]
-        return spans, torch.tensor(slots, device=device)
+        """Each active job's rows, and the job slot of every batch row (built on the device:
+        a job leaving the batch mid-window costs no upload of host data, see model.syncs)."""
+        spans, slots, o = [], [], 0
+        for s, j in enumerate(active):
+            n = len(prep[j].names)
+            spans.append((o, o + n))
+            slots.append(torch.full((n,), s, dtype=torch.long, device=device))
+            o += n
+        return spans, torch.cat(slots)
 
     spans, row_slot = layout()
     with source.session(seq.shape[0], n_steps) as session:
@@ -191,7 +193,10 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
                 st = job.settings
                 tokens = sample_tokens(guided, st.temperature, st.top_k, st.top_p, job.generator)
                 picked.append(torch.where(valid[:, step], tokens, pad))
-            tokens = torch.stack(picked).index_select(0, row_slot)  # [B, K]
+            if len(picked) == 1:  # one job: all rows get its tokens
+                tokens = picked[0].expand(seq.shape[0], -1)
+            else:
+                tokens = torch.stack(picked).index_select(0, row_slot)  # [B, K]
             column = seq[:, :, step]
             seq[:, :, step] = torch.where(column == UNKNOWN, tokens, column)
             dropped = []
@@ -201,14 +206,14 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
                 if jobs[j].cancel is not None and jobs[j].cancel.cancelled:
                     dropped.append(j)
             if dropped:
-                kept = [i for j, (a, b) in zip(active, spans, strict=True) if j not in dropped for i in range(a, b)]
-                keep = torch.tensor(kept, dtype=torch.long, device=device)
                 for j in dropped:
                     results[j] = Cancelled("generation was cancelled")
-                active = [j for j in active if j not in dropped]
-                if not active:
-                    spans = []
+                if len(dropped) == len(active):
+                    active, spans = [], []
                     break
+                keep = torch.cat([torch.arange(a, b, device=device)
+                                  for j, (a, b) in zip(active, spans, strict=True) if j not in dropped])
+                active = [j for j in active if j not in dropped]
                 session = session.select_rows(keep)
                 seq = seq.index_select(0, keep)
                 stream = None if stream is None else stream.select_rows(keep)
