@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from darc_bridge.errors import CheckpointError
+from darc_bridge.errors import CheckpointError, InputError
 from darc_bridge.model.checkpoint import load_checkpoint, random_checkpoint, save_checkpoint
 from darc_bridge.train.gate import TARGETS, gate_figures
 
@@ -173,3 +173,26 @@ def test_a_shipped_model_is_fp16_with_its_recipe_and_is_the_default(smoke, monke
     result = engine.generate(mix, None, GenerationParams(seed=1))
     assert result.stem.shape == (1, 16000) and np.all(np.isfinite(result.stem))
     assert Path(engine.checkpoint_path) == out
+
+
+def test_budget_minutes_override_the_scales_budget_and_bad_values_are_input_errors(monkeypatch):
+    import argparse
+
+    from darc_bridge.train import recipe
+
+    seen = {}
+
+    def fake_run(work, preset, scale, **kw):
+        seen["scale"] = scale
+        raise SystemExit(0)
+
+    monkeypatch.setattr(recipe, "run_recipe", fake_run)
+    args = argparse.Namespace(preset="mini", scale="cpu", out=None, seed=0, pack=None, resume_from=None, ship=None,
+                              device="cpu", budget_min=40.0)
+    with pytest.raises(SystemExit):
+        recipe.run_recipe_cli(args)
+    assert seen["scale"].budget_s == 2400.0 and seen["scale"].name == "cpu"
+    assert seen["scale"].codec_steps == recipe.SCALES["cpu"].codec_steps
+    args.budget_min = 0.0
+    with pytest.raises(InputError, match="budget-min"):
+        recipe.run_recipe_cli(args)

@@ -66,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "into the work folder); carry it to machines without the Debian package")
     p.add_argument("--resume-from", default=None,
                    help="recipe: continue from a finished model (e.g. models/darc-mini): its codec and LM are reused")
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="recipe: wall-time budget of this run in minutes, split between the training stages as "
+                        "the scale's own budget is (default: the scale's); a stage out of time saves and stops, and "
+                        "a rerun continues DARC")
     p.add_argument("--ship", default=None,
                    help="recipe: where a model that passes the gate is written (default models/darc-mini)")
     p.set_defaults(func=run)
