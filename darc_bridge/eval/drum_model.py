@@ -317,7 +317,7 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int, hidden: int, max_iter: int = 40
 class Recipe:
     """What a training run uses; the defaults are the committed model's."""
 
-    stems_per_source: int = 24
+    stems_per_source: int = 48
     duration: float = 8.0
     hidden: int = 64
     seed: int = 1
