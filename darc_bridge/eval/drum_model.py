@@ -200,6 +200,7 @@ def tune_sources(sample_rate: int = SAMPLE_RATE) -> list:
 
 
 SUBSET_SHARE = 0.2  # share of stems where only some pieces play (a bare run of kicks, hats alone)
+SCATTER_SHARE = 0.5  # share of stems whose classes play independently (a groove puts a hat on every snare)
 DEGRADE_SHARE = 0.5  # share of stems heard through a low-pass, noise or a codec-like blur
 
 
@@ -239,8 +240,32 @@ def degrade(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.nda
     return _codec_blur(x, rng)
 
 
+# Synthetic drums the transcriber scores too: the kit engine's built-in kit and the voice families
+# that data/kit_corpus.py plays DARC's training songs with (their stems are transcribed there).
+SYNTHETIC = ("builtin", "acoustic", "electro")
+SCATTER_PIECES = (("kick",), ("snare", "snare", "tom", "clap"), ("hat", "hat", "open_hat", "ride", "crash"))
+
+
+def scattered_hits(rng: np.random.Generator, duration: float) -> list:
+    """Hits with no groove: each class, when it plays, on random steps of a 16th grid at its own
+    density, so no class predicts another (in a groove nearly every snare has a hat with it, and a
+    model learns to hear a hat in every snare)."""
+    from darc_bridge.data.grooves import Hit
+
+    step = 60.0 / float(rng.uniform(70, 180)) / 4
+    grid = np.arange(0.05, duration - 0.05, step)
+    hits = []
+    for pieces in SCATTER_PIECES:
+        if rng.random() < 0.3:
+            continue
+        for t in grid[rng.random(grid.size) < rng.uniform(0.05, 0.6)]:
+            piece = str(pieces[int(rng.integers(len(pieces)))])
+            hits.append(Hit(float(t + rng.normal(0, 0.004)), piece, float(rng.uniform(0.15, 1.0))))
+    return sorted(hits, key=lambda h: (h.time, h.piece))
+
+
 def render_stem(kit, seed: int, duration: float, augment: bool = True, eq: bool = True) -> tuple[np.ndarray, list]:
-    """One training stem of `kit` (a PackKit, or "builtin"): mono audio at SAMPLE_RATE and its truth
+    """One training stem of `kit` (a PackKit, or one of SYNTHETIC): mono audio at SAMPLE_RATE and its truth
     (three-class onsets as the gate counts them)."""
     from darc_bridge.data.grooves import Groove, make_groove
     from darc_bridge.data.kit_corpus import NO_AUGMENT, DrumAugment, render_kit, render_synthetic
@@ -248,12 +273,14 @@ def render_stem(kit, seed: int, duration: float, augment: bool = True, eq: bool 
     rng = np.random.default_rng([seed, 11])
     groove = make_groove(rng, duration)
     hits = groove.hits
-    if augment and rng.random() < SUBSET_SHARE:
+    if augment and rng.random() < SCATTER_SHARE:
+        hits = scattered_hits(rng, duration) or hits
+    elif augment and rng.random() < SUBSET_SHARE:
         keep = {int(c) for c in rng.choice(3, size=int(rng.integers(1, 3)), replace=False)}
         hits = [h for h in hits if h.cls in keep] or hits
     settings = DrumAugment() if augment else NO_AUGMENT
-    if kit == "builtin":
-        x = render_synthetic(hits, duration, SAMPLE_RATE, "builtin", rng, settings)
+    if isinstance(kit, str):
+        x = render_synthetic(hits, duration, SAMPLE_RATE, kit, rng, settings)
     else:
         x = render_kit(hits, duration, SAMPLE_RATE, kit, rng, settings)
     if augment and eq:
@@ -322,7 +349,7 @@ class Recipe:
     hidden: int = 64
     seed: int = 1
     max_iter: int = 40
-    builtin_stems: int = 16  # the kit engine's own kit: the transcriber scores its stems too
+    synthetic_stems: int = 32  # per SYNTHETIC timbre
     eq: bool = True  # equalise every training stem (EQ_DB)
     context: tuple[int, ...] = CONTEXT
 
@@ -331,17 +358,21 @@ def _source_names(sources: list) -> list[str]:
     return [getattr(s, "name", s) for s in sources]
 
 
+def _synthetic_frames(recipe: Recipe) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [source_frames(t, recipe.synthetic_stems, recipe.seed * 100 + 90 + i, recipe.duration, recipe.eq,
+                          recipe.context) for i, t in enumerate(SYNTHETIC) if recipe.synthetic_stems]
+
+
 def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | None = None) -> DrumModel:
     """Fit on every tune source and write the weights to `out`."""
     from darc_bridge.data.kit_pack import check_training_kits
 
     t0 = time.perf_counter()
     sources = tune_sources() if sources is None else sources
-    check_training_kits([k for k in sources if k != "builtin"])
+    check_training_kits([k for k in sources if not isinstance(k, str)])
     parts = [source_frames(k, recipe.stems_per_source, recipe.seed * 100 + i, recipe.duration, recipe.eq, recipe.context)
              for i, k in enumerate(sources)]
-    if recipe.builtin_stems:
-        parts.append(source_frames("builtin", recipe.builtin_stems, recipe.seed * 100 + 99, recipe.duration, recipe.eq, recipe.context))
+    parts += _synthetic_frames(recipe)
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     log.info("sources %s: %d frames (%.0f s to render)", ", ".join(_source_names(sources)), x.shape[0],
              time.perf_counter() - t0)
@@ -390,11 +421,10 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
     sources = tune_sources()
     frames = [source_frames(k, recipe.stems_per_source, recipe.seed * 100 + i, recipe.duration, recipe.eq, recipe.context)
               for i, k in enumerate(sources)]
-    builtin = source_frames("builtin", recipe.builtin_stems, recipe.seed * 100 + 99, recipe.duration, recipe.eq, recipe.context) \
-        if recipe.builtin_stems else None
+    synthetic = _synthetic_frames(recipe)
     out = {}
     for i, kit in enumerate(sources):
-        parts = [f for j, f in enumerate(frames) if j != i] + ([builtin] if builtin else [])
+        parts = [f for j, f in enumerate(frames) if j != i] + synthetic
         model = fit(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                     recipe.seed, recipe.hidden, recipe.max_iter, recipe.context)
         val = [render_stem(kit, 77_000 + v, 10.0, augment=False) for v in range(val_stems)]
