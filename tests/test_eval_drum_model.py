@@ -27,6 +27,7 @@ def tiny_sources():
 TINY = drum_model.Recipe(stems_per_source=2, duration=3.0, hidden=8, max_iter=3, synthetic_stems=0)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 epochs: a tiny fit
 def test_retrain_is_deterministic_on_a_tiny_subset(tmp_path, tiny_sources):
     a = drum_model.train(TINY, tmp_path / "a.npz", sources=tiny_sources)
     b = drum_model.train(TINY, tmp_path / "b.npz", sources=tiny_sources)

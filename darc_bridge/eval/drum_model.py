@@ -459,20 +459,13 @@ def held_out_report(set_dir: Path) -> dict[str, dict[str, list[float]]]:
         case = load_case(folder)
         kit = json.loads((folder / "case.json").read_text())["kit"]
         stem, sr = case.drums.mono(), case.drums.sample_rate
-        old = [o for o in score_input_extractor(stem, sr) if o.cls < 3]
-        for name, found in (("extractor model (before)", old), ("drum model (now)", transcribe(stem, sr).onsets)):
+        for name, method in (("extractor model (before)", "extractor"), ("drum model (now)", "drum")):
+            found = transcribe(stem, sr, method=method).onsets
             fig = _runner_figures(case.prompt_onsets, found)
             for key in ("all", kit):
                 rows[name].setdefault(key, []).append(fig)
     return {name: {k: [round(float(v), 3) for v in np.mean(r, axis=0)] for k, r in by.items()}
             for name, by in rows.items()}
-
-
-def score_input_extractor(stem: np.ndarray, sample_rate: int) -> list:
-    """The transcriber before this model: the rhythm extractor's onsets (its prompt model)."""
-    from darc_bridge.rhythm.nmf import extract_rhythm
-
-    return extract_rhythm(stem, sample_rate).onsets
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,9 @@ from darc_bridge.eval import drum_model
 from darc_bridge.rhythm.features import FRAME_RATE, Onset
 
 CLASSES = ("kick", "snare", "hat")
+# "drum": the drum model (eval/drum_model.py); "extractor": the rhythm extractor's prompt model, the
+# transcriber before it, kept for comparison (docs/evaluation.md gives both on held-out kits).
+METHODS = ("drum", "extractor")
 
 
 @dataclass
@@ -53,9 +56,12 @@ def _mono(audio: np.ndarray) -> np.ndarray:
 
 
 def transcribe(audio: np.ndarray, sample_rate: int, model: drum_model.DrumModel | None = None,
-               frame_rate: float = FRAME_RATE) -> Transcription:
+               frame_rate: float = FRAME_RATE, method: str = "drum") -> Transcription:
     """Kick (0), snare (1), hat (2) onsets of a drum stem (mono, or (channels, frames)), with the
-    committed drum model unless `model` is given; activations are pooled to `frame_rate`."""
+    committed drum model unless `model` is given (or with the extractor, `method="extractor"`);
+    activations are pooled to `frame_rate`."""
+    if method not in METHODS:
+        raise ValueError(f"unknown transcription method {method!r}; use one of {', '.join(METHODS)}")
     if sample_rate < 4000:
         raise InputError(f"drum stem: sample rate {sample_rate} Hz is too low (at least 4000 Hz needed)")
     x = _mono(audio)
@@ -63,6 +69,12 @@ def transcribe(audio: np.ndarray, sample_rate: int, model: drum_model.DrumModel 
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     if peak <= 0 or 20 * np.log10(peak) < SILENCE_DBFS:
         return Transcription([], np.zeros((3, n_out), dtype=np.float32), frame_rate)
+    if method == "extractor":
+        from darc_bridge.rhythm.features import RhythmSettings
+        from darc_bridge.rhythm.nmf import extract_rhythm
+
+        feats = extract_rhythm(x, sample_rate, RhythmSettings(frame_rate=frame_rate))
+        return Transcription([o for o in feats.onsets if o.cls < 3], feats.activations[:3], feats.frame_rate)
     probs = drum_model.probabilities(x, sample_rate, model)
     duration = x.size / sample_rate
     onsets = [Onset(round(float(f / drum_model.FPS), 4), c, round(float(probs[f, c]), 4))
