@@ -11,22 +11,27 @@ gate's own reference drums scored snare F1 0.58, below the gate's target.
 Training material (the `tune` split of darc_bridge.kits.splits only, so the gate's held-out kits
 stay unseen): grooves of data/grooves.py (meters, feels, ghost notes, open hats, fills, crashes,
 rides, rests) played by data/kit_corpus.render_kit on the tune Hydrogen kits and on the tune
-General MIDI programs of FluidR3_GM (kits/soundfont.py), plus the kit engine's built-in kit. Every
-piece is labelled as the gate counts it (grooves.PIECE_CLASS: toms and claps are snares, open hats,
-rides and crashes are hats). Augmentation: velocity layers, per-piece gain, pitch, level and rooms
-(kit_corpus.DrumAugment), stems with only some pieces playing, and a light degradation (low-pass,
-noise, or a codec-like blur: the magnitude smeared over neighbouring frames and coarsely quantised).
+General MIDI programs of FluidR3_GM (kits/soundfont.py), plus the synthetic drums the evaluation
+also scores (the kit engine's built-in kit, the `acoustic` and `electro` families of DARC's training
+songs). Every piece is labelled as the gate counts it (grooves.PIECE_CLASS: toms and claps are
+snares, open hats, rides and crashes are hats). Half the stems are "scattered" (each class on random
+steps, independently): in a groove nearly every snare comes with a hat, and a model trained on
+grooves alone hears a hat in every snare. Augmentation: velocity layers, per-piece gain, pitch,
+level and rooms (kit_corpus.DrumAugment), a three-band EQ, stems with only some pieces playing, and
+a light degradation (low-pass, noise, or a codec-like blur: the magnitude smeared over neighbouring
+frames and coarsely quantised).
 
 Input: the extractor's own features (onset_model.base_features: above-background log-mel and its
 SuperFlux rise) plus the plain log-mel of the peak-normalised stem (a run of kicks raises a band's
 background, so "above background" alone loses it), over frames from 30 ms before to 80 ms after the
 frame (a kick's body and a snare's rattle come after the attack). Output: three sigmoids, "a kick /
 snare / hat starts here". Model: scikit-learn's MLPClassifier, one hidden ReLU layer, fitted with a
-fixed seed and run here in numpy; the weights are package data (drum_model.npz, about 250 KB).
+fixed seed and run here in numpy; the weights are package data (drum_model.npz, about 270 KB).
 
-Retrain: `python -m darc_bridge.eval.drum_model train` (a few minutes on one core);
+Retrain: `python -m darc_bridge.eval.drum_model train` (about 1.5 minutes on one core);
 `python -m darc_bridge.eval.drum_model cv` is the leave-one-kit-out cross-validation over the tune
-kits and programs that chose the settings. Nothing here is tuned on held-out kits.
+kits and programs that chose the settings; `... heldout` scores the gate's reference drums with
+both transcribers. Nothing here is tuned on held-out kits (figures: docs/evaluation.md).
 """
 
 from __future__ import annotations
