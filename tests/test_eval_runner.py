@@ -71,3 +71,22 @@ def test_the_darc_bridge_command_reports_a_missing_set_without_writing(tmp_path,
     assert main(["eval", "--set", str(tmp_path / "nope"), "--out", str(tmp_path / "report")]) == 2
     assert "eval set folder not found" in capsys.readouterr().err
     assert not (tmp_path / "report").exists()
+
+
+def test_a_stem_that_plays_the_prompt_exactly_scores_onset_f1_one(evalset, monkeypatch):
+    """Prompt and stem onsets are merged alike: a kick and a hat 10 ms apart are one onset in both
+    (before, only the stem's were merged, and exact drums could not score above about 0.8)."""
+    import numpy as np
+
+    from darc_bridge.eval import runner
+    from darc_bridge.eval.transcribe import Transcription
+    from darc_bridge.rhythm.features import Onset
+
+    case = load_case(sorted(p for p in evalset.iterdir() if p.is_dir())[0])
+    onsets = []
+    for i in range(8):
+        onsets += [Onset(0.5 * i, 0, 1.0), Onset(0.5 * i + 0.01, 2, 0.7)]  # kick with a hat just after
+    case.prompt_onsets = onsets
+    monkeypatch.setattr(runner, "transcribe", lambda stem, sr: Transcription(list(onsets), np.zeros((3, 10)), 100.0))
+    row = runner.score_stem(case, case.mix.mono(), case.mix.sample_rate)
+    assert row["onset"]["f1"] == pytest.approx(1.0)
