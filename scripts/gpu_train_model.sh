@@ -86,7 +86,7 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 # -- the machine -------------------------------------------------------------------------------------
 {
-  nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
+  if command -v nvidia-smi >/dev/null; then nvidia-smi -L; else echo "nvidia-smi: not available"; fi
   "$PY" -c "import torch, platform, os; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'available', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', \
 'python', platform.python_version(), 'cpus', os.cpu_count())"
