@@ -151,7 +151,7 @@ if latest is None:
     sys.exit(1)
 step = int(torch.load(latest / STATE_FILE, weights_only=False).get("step", -1))
 recipe = {"command": "darc-bridge " + args, "preset": "mini", "scale": asdict(SCALES[scale]), "data_seed": 0,
-          "trained_steps": step, "stage": stage, "gate_passed": False, "checkpoint": str(latest)}
+          "pack": "build/pack.npz", "trained_steps": step, "stage": stage, "gate_passed": False, "checkpoint": str(latest)}
 ship(latest, out, work / "gate", recipe)
 print(f"not shipped: the {stage} checkpoint at step {step} ({latest}) comes back instead")
 print("loss history:", json.dumps({"base": _history(latest_step_dir(work / "base")),
@@ -169,7 +169,7 @@ if [ -f "$WORK/recipe.json" ]; then
   echo "work summary ($WORK/recipe.json: gate, stage seconds, loss histories):" >> "$SUMMARY"
   cat "$WORK/recipe.json" >> "$SUMMARY"
 fi
-tail -n 2000 "$LOG" > "$OUT/recipe.log"
+tail -n 2000 "$LOG" | tail -c 4000000 > "$OUT/recipe.log"  # progress bars make long lines
 note "copied $copied model files from $FROM; end=$(date -u +%FT%TZ) status=$status"
 ls -la "$OUT" | tee -a "$SUMMARY"
 exit $status
