@@ -21,9 +21,11 @@ SITE=.gpu_site
 rm -rf "$SITE.tmp"
 mkdir -p "$SITE.tmp/py" "$SITE.tmp/whl" "$SITE.tmp/stubs/xformers"
 # import-time needs of darc_bridge's model, engine and bench code and of audiocraft (found by
-# importing them on a path holding only the GPU image's packages)
+# importing them on a path holding only the GPU image's packages); mido and mir_eval for the recipe
+# (scripts/gpu_train_model.sh), found the same way
 PURE="audiocraft julius omegaconf flashy dora treetable submitit retrying.py colorlog num2words docopt.py
-      librosa audioread decorator pooch platformdirs soundfile.py _soundfile.py _soundfile_data pycparser pythonosc"
+      librosa audioread decorator pooch platformdirs soundfile.py _soundfile.py _soundfile_data pycparser pythonosc
+      mido mir_eval"
 for p in $PURE; do
   cp -r "$SP/$p" "$SITE.tmp/py/"
 done
