@@ -47,7 +47,6 @@ from pathlib import Path
 import librosa
 import numpy as np
 from scipy.signal import butter, sosfilt
-from scipy.special import expit
 
 from darc_bridge.rhythm import onset_model
 
@@ -112,15 +111,7 @@ class DrumModel:
         """(features, frames) `stem_features` -> (frames x 3) kick, snare, hat probabilities. The first
         layer is summed over context offsets (standardisation folded in), never building the
         context matrix (a 3-minute stem's would take 100 MB)."""
-        w = self.w1 / self.scale[:, None]
-        b = self.b1 - (self.mean / self.scale) @ self.w1
-        n, d = base.shape[1], base.shape[0]
-        lo, hi = -min(self.context), max(self.context)
-        padded = np.ascontiguousarray(np.pad(base, ((0, 0), (lo, hi)), mode="edge").T)
-        h = np.broadcast_to(b, (n, b.size)).copy()
-        for i, c in enumerate(self.context):
-            h += padded[lo + c: lo + c + n] @ w[i * d:(i + 1) * d]
-        return expit(np.maximum(h, 0.0) @ self.w2 + self.b2)
+        return onset_model.mlp_over_context(self, base, self.context)
 
     def save(self, path: Path) -> Path:
         meta = {"format": FORMAT, "hop": onset_model.HOP, "n_mels": onset_model.N_MELS, "context": list(self.context)}

@@ -49,6 +49,21 @@ CONTEXT = (-3, -2, -1, 0, 1, 2, 3)  # frames of context: the rise before and the
 LABEL_WIDTH = 1  # frames either side of a true onset that count as "onset here" (the STFT smears it)
 
 
+def mlp_over_context(m, base: np.ndarray, context: tuple[int, ...]) -> np.ndarray:
+    """A standardised one-hidden-layer MLP (`m`: mean, scale, w1, b1, w2, b2) over `base`
+    (features, frames) stacked at the frame offsets `context`, without building that stack: the
+    first layer is a sum of shifted (frames x features) products, standardisation folded in."""
+    w = m.w1 / m.scale[:, None]
+    b = m.b1 - (m.mean / m.scale) @ m.w1
+    n, d = base.shape[1], base.shape[0]
+    lo, hi = -min(context), max(context)
+    padded = np.ascontiguousarray(np.pad(base, ((0, 0), (lo, hi)), mode="edge").T)
+    h = np.broadcast_to(b, (n, b.size)).copy()
+    for i, c in enumerate(context):
+        h += padded[lo + c: lo + c + n] @ w[i * d:(i + 1) * d]
+    return expit(np.maximum(h, 0.0) @ m.w2 + m.b2)
+
+
 @dataclass(frozen=True)
 class OnsetModel:
     """Standardisation and MLP weights (one hidden ReLU layer, sigmoid outputs)."""
@@ -71,15 +86,7 @@ class OnsetModel:
         without building the context matrix: the first layer is a sum over context offsets of
         shifted (frames x 80) products, standardisation folded into the weights (a 3-minute take's
         context matrix alone is 40 MB)."""
-        w = self.w1 / self.scale[:, None]
-        b = self.b1 - (self.mean / self.scale) @ self.w1
-        n, d = base.shape[1], base.shape[0]
-        lo, hi = -min(CONTEXT), max(CONTEXT)
-        padded = np.ascontiguousarray(np.pad(base, ((0, 0), (lo, hi)), mode="edge").T)
-        h = np.broadcast_to(b, (n, b.size)).copy()
-        for i, c in enumerate(CONTEXT):
-            h += padded[lo + c: lo + c + n] @ w[i * d:(i + 1) * d]
-        return expit(np.maximum(h, 0.0) @ self.w2 + self.b2)
+        return mlp_over_context(self, base, CONTEXT)
 
     def to_json(self) -> dict:
         def enc(a: np.ndarray) -> list:
