@@ -20,23 +20,9 @@ OUT=${OUT:-$(mktemp -d /tmp/gpu_decode_check.XXXXXX)}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || exit 2
 cd "$(dirname "$0")/.." || exit 2
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-# .gpu_site/ (made by scripts/gpu_site.sh on the CPU machine, carried to the GPU machine): the
-# packages that machine's image lacks; a stub only where the real module is missing
-if [ -d .gpu_site ]; then
-  SITE_DIR=${TMPDIR:-/tmp}/darc_gpu_site
-  rm -rf "$SITE_DIR" && mkdir -p "$SITE_DIR/stubs"
-  if ls .gpu_site/whl/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE_DIR/whl" \
-      .gpu_site/whl/*.whl || { echo "FAIL: installing .gpu_site/whl"; exit 2; }
-  fi
-  for stub in xformers spacy av; do
-    if ! PYTHONPATH="$SITE_DIR/whl:$PWD/.gpu_site/py" "$PY" -c "import $stub" >/dev/null 2>&1; then
-      cp -r .gpu_site/stubs/$stub* "$SITE_DIR/stubs/"
-    fi
-  done
-  export PYTHONPATH=$PYTHONPATH:$SITE_DIR/whl:$PWD/.gpu_site/py:$SITE_DIR/stubs
-fi
+# .gpu_site/ (scripts/gpu_site.sh, carried): what the GPU image lacks (scripts/gpu_site_path.sh)
+. scripts/gpu_site_path.sh
+gpu_site_path "${TMPDIR:-/tmp}/darc_gpu_site" || { echo "FAIL: installing .gpu_site/whl"; exit 2; }
 export HF_HUB_OFFLINE=1
 TEST_LIMIT=${TEST_LIMIT:-200}    # seconds for the tests
 BENCH_LIMIT=${BENCH_LIMIT:-250}  # seconds for the bench (tests + bench + start-up stay under 8 minutes)

@@ -65,23 +65,9 @@ if [ "$RESUME" != none ] && [ ! -f "$RESUME/darc.json" ]; then
   note "FAIL: RESUME=$RESUME is not a model folder (no darc.json)"; exit 2
 fi
 
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-# .gpu_site/ (scripts/gpu_site.sh, carried): what the GPU image lacks; a stub only where the real
-# module is missing (as scripts/gpu_decode_check.sh does)
-if [ -d .gpu_site ]; then
-  SITE_DIR=${TMPDIR:-/tmp}/darc_gpu_site_train
-  rm -rf "$SITE_DIR" && mkdir -p "$SITE_DIR/stubs"
-  if ls .gpu_site/whl/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE_DIR/whl" \
-      .gpu_site/whl/*.whl || { note "FAIL: installing .gpu_site/whl"; exit 2; }
-  fi
-  for stub in xformers spacy av; do
-    if ! PYTHONPATH="$SITE_DIR/whl:$PWD/.gpu_site/py" "$PY" -c "import $stub" >/dev/null 2>&1; then
-      cp -r .gpu_site/stubs/$stub* "$SITE_DIR/stubs/"
-    fi
-  done
-  export PYTHONPATH=$PYTHONPATH:$SITE_DIR/whl:$PWD/.gpu_site/py:$SITE_DIR/stubs
-fi
+# .gpu_site/ (scripts/gpu_site.sh, carried): what the GPU image lacks (scripts/gpu_site_path.sh)
+. scripts/gpu_site_path.sh
+gpu_site_path "${TMPDIR:-/tmp}/darc_gpu_site_train" || { note "FAIL: installing .gpu_site/whl"; exit 2; }
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 # -- the machine -------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ MAX_FILES = 8  # what the device tool returns from $OUT
 def _run(tmp_path: Path, *args: str, pack: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(SCRIPT, repo / "scripts" / SCRIPT.name)
+    for script in (SCRIPT, ROOT / "scripts" / "gpu_site_path.sh"):  # the script sources the second
+        shutil.copy2(script, repo / "scripts" / script.name)
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RESUME", "BUDGET_MIN")}
     env.update(OUT=str(out), PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(ROOT),
