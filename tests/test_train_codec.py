@@ -87,3 +87,35 @@ def test_mini_codec_keeps_the_hi_hats_that_tiny_loses(tmp_path):
         kept[name] = high_band_retention(load_checkpoint(tmp_path / name).codec, x, 32000)
         assert result["high_band_retention"] > 0
     assert kept["mini"] > 0.15 and kept["mini"] > 1.5 * kept["tiny"], kept
+
+
+def test_decoder_only_training_keeps_every_token_and_the_lm_so_the_model_stays_valid(tmp_path, capsys):
+    import numpy as np
+
+    from darc_bridge.audio.io import Audio
+    from darc_bridge.model.checkpoint import save_checkpoint, weight_origin
+    from darc_bridge.model.codec import encode_audio
+
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    save_checkpoint(random_checkpoint("tiny", seed=3), tmp_path / "model", overwrite=True)
+    rc = train_main(["codec", "--data", str(tmp_path / "corpus"), "--init", str(tmp_path / "model"), "--out",
+                     str(tmp_path / "polished"), "--decoder-only", "--steps", "10", "--batch-size", "2",
+                     "--segment-s", "0.25", "--lr", "3e-3", "--snapshot-every", "5"])
+    assert rc == 0 and "codec trained" in capsys.readouterr().out
+    before, after = load_checkpoint(tmp_path / "model"), load_checkpoint(tmp_path / "polished")
+    assert after.source.endswith("+decoder:10steps")
+    b, a = before.codec.state_dict(), after.codec.state_dict()
+    changed = {k for k in b if not torch.equal(b[k], a[k])}
+    assert changed and all(k.startswith("decoder.") for k in changed)  # encoder and codebooks untouched
+    assert all(torch.equal(t, after.model.state_dict()[k]) for k, t in before.model.state_dict().items())
+    x = np.random.default_rng(0).standard_normal((1, 16000)).astype(np.float32) * 0.3
+    assert torch.equal(encode_audio(before.codec, Audio(x, 32000)), encode_audio(after.codec, Audio(x, 32000)))
+    snap = load_checkpoint(tmp_path / "polished.snapshot")  # a usable model: the LM of --init rides along
+    assert all(torch.equal(t, snap.model.state_dict()[k]) for k, t in before.model.state_dict().items())
+    assert weight_origin(snap, "lm") == weight_origin(after, "lm") == weight_origin(before, "lm") == "random"
+
+
+def test_decoder_only_training_without_a_model_to_keep_is_a_clear_error(tmp_path):
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    with pytest.raises(InputError, match="needs --init"):
+        train_codec(tmp_path / "corpus", tmp_path / "ckpt", CodecTrainSettings(steps=1, decoder_only=True))

@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", type=int, default=1, help="augmented copies per segment when caching")
     p.add_argument("--no-context-augment", action="store_true", help="no speed/pitch augmentation when caching")
     p.add_argument("--segment-s", type=float, default=1.0, help="codec: training crop, seconds")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="codec: train only the decoder of --init (encoder and codebooks frozen: every audio keeps its "
+                        "tokens, so the LM of --init stays valid and the output is a usable model)")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="codec: also save the model so far every this many steps, in OUT.snapshot")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", default="full", help="recipe: smoke (CI, minutes on a CPU), cpu or full (one GPU)")
@@ -123,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         from darc_bridge.train.codec import CodecTrainSettings, train_codec
 
         s = CodecTrainSettings(steps=args.steps or 2000, batch_size=args.batch_size or 8, segment_s=args.segment_s,
-                               lr=args.lr or 3e-4, seed=args.seed, device=args.device)
+                               lr=args.lr or 3e-4, seed=args.seed, device=args.device,
+                               decoder_only=args.decoder_only, snapshot_every=args.snapshot_every)
         result = train_codec(args.data, out, s, init=args.init, preset=args.preset)
         print(f"codec trained: loss {result['losses'][0]:.3f} -> {result['losses'][-1]:.3f}; checkpoint {out}")
         return 0

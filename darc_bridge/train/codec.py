@@ -50,6 +50,10 @@ class CodecTrainSettings:
     # can be inspected (reconstruction, code use) while it trains.
     snapshot_every: int = 0
     kmeans_batch: int = 32  # crops whose latents initialise the codebooks by k-means (random codecs only)
+    # Train the decoder alone: the encoder and the codebooks are frozen, so every audio keeps exactly
+    # the tokens it had and an LM trained on them stays valid. A codec whose decoder was cut short
+    # (a time budget) can then go on improving how the model's drums sound, with no LM retraining.
+    decoder_only: bool = False
     seed: int = 0
     device: str = "auto"
 
@@ -144,12 +148,14 @@ def train_codec(
     from tqdm import tqdm
 
     from darc_bridge.compat import import_audiocraft
-    from darc_bridge.model.checkpoint import load_checkpoint, random_checkpoint, save_checkpoint
+    from darc_bridge.model.checkpoint import load_checkpoint, random_checkpoint, save_checkpoint, weight_origin
     from darc_bridge.train.loop import resolve_device
 
     import_audiocraft()
     from audiocraft.losses import MRSTFTLoss, MultiScaleMelSpectrogramLoss
 
+    if settings.decoder_only and init is None:
+        raise InputError("decoder-only codec training needs --init: a trained codec whose tokens it keeps")
     device = resolve_device(settings.device)
     ckpt = load_checkpoint(init) if init else random_checkpoint(preset, seed=settings.seed)
     codec = ckpt.codec.to(device).train()
@@ -161,7 +167,12 @@ def train_codec(
     if init is None:
         kmeans_init_codebooks(codec, random_crops(clips, np.random.default_rng([settings.seed, 2**31]),
                                                   settings.kmeans_batch, n).to(device))
-    restarter = DeadCodeRestarter(codec)
+    if settings.decoder_only:
+        codec.encoder.requires_grad_(False).eval()
+        codec.quantizer.requires_grad_(False).eval()  # eval: no EMA codebook updates
+        restarter = None
+    else:
+        restarter = DeadCodeRestarter(codec)
     params = [p for p in codec.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, betas=settings.betas)
     losses: list[float] = []
@@ -169,15 +180,16 @@ def train_codec(
     bar = tqdm(range(settings.steps), desc="train codec", unit="step", file=sys.stderr, dynamic_ncols=True)
     for step in bar:
         x = random_crops(clips, np.random.default_rng([settings.seed, step]), settings.batch_size, n).to(device)
-        res = codec(x)
-        loss = (settings.l1_weight * F.l1_loss(res.x, x) + settings.mel_weight * mel(res.x, x)
-                + settings.commit_weight * (res.penalty if res.penalty is not None else 0.0)
-                + (settings.stft_weight * stft(res.x, x) if settings.stft_weight else 0.0))
+        y, penalty = _decoder_pass(codec, x) if settings.decoder_only else _full_pass(codec, x)
+        loss = (settings.l1_weight * F.l1_loss(y, x) + settings.mel_weight * mel(y, x)
+                + settings.commit_weight * penalty
+                + (settings.stft_weight * stft(y, x) if settings.stft_weight else 0.0))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, settings.clip_grad)
         optimizer.step()
-        restarter.restart()
+        if restarter is not None:
+            restarter.restart()
         value = float(loss.detach())
         if not math.isfinite(value):
             raise RuntimeError(f"codec loss became {value} at step {step}: lower the learning rate")
@@ -187,7 +199,7 @@ def train_codec(
         if (step + 1) % settings.log_every == 0:
             log.info("codec step %d loss %.4f", step + 1, value)
         if settings.snapshot_every and (step + 1) % settings.snapshot_every == 0:
-            _snapshot(ckpt, codec, Path(str(out_dir) + ".snapshot"), step + 1)
+            _snapshot(ckpt, codec, Path(str(out_dir) + ".snapshot"), step + 1, keep_lm=init is not None)
         if deadline is not None and time.time() >= deadline:
             log.info("codec time budget spent at step %d of %d", step + 1, settings.steps)
             break
@@ -196,21 +208,42 @@ def train_codec(
     retention = high_band_retention(codec, probe, sr)
     log.info("codec keeps %.0f %% of the energy above %d Hz", 100 * retention, HIGH_BAND_HZ)
     ckpt.codec = codec
-    ckpt.source = f"codec-trained:{len(losses)}steps"
+    lm_origin = weight_origin(ckpt, "lm") if init is not None else "random"  # before `source` changes
+    if settings.decoder_only:
+        ckpt.source = f"{ckpt.codec_source or 'codec'}+decoder:{len(losses)}steps"
+    else:
+        ckpt.source = f"codec-trained:{len(losses)}steps"
     ckpt.codec_source = ckpt.source
-    ckpt.lm_source = "random" if init is None else None  # None: the LM's origin stays what --init says
+    ckpt.lm_source = lm_origin
     save_checkpoint(ckpt, out_dir, overwrite=True, extra={"codec_high_band_retention": round(retention, 4)})
     return {"losses": losses, "checkpoint": str(out_dir), "high_band_retention": retention}
 
 
-def _snapshot(ckpt, codec: torch.nn.Module, out: Path, step: int) -> None:
-    """Save the codec at `step` (its weights are copied to the CPU; training goes on untouched)."""
+def _full_pass(codec: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """Reconstruction and commitment penalty of the whole codec (encoder, codebooks, decoder)."""
+    res = codec(x)
+    return res.x, (res.penalty if res.penalty is not None else 0.0)
+
+
+def _decoder_pass(codec: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Reconstruction with gradients through the decoder only: the frozen encoder and codebooks give
+    the tokens `x` has at inference, and the decoder learns to render them."""
+    with torch.no_grad():
+        codes, scale = codec.encode(x)
+        emb = codec.decode_latent(codes)
+    return codec.postprocess(codec.decoder(emb), scale)[..., : x.shape[-1]], 0.0
+
+
+def _snapshot(ckpt, codec: torch.nn.Module, out: Path, step: int, keep_lm: bool = False) -> None:
+    """Save the codec at `step` (its weights are copied to the CPU; training goes on untouched), with the
+    LM of --init when `keep_lm` (a decoder-only run on a trained model: the snapshot is a usable model)."""
     import dataclasses
 
-    from darc_bridge.model.checkpoint import save_checkpoint
+    from darc_bridge.model.checkpoint import save_checkpoint, weight_origin
 
     source = f"codec-snapshot:{step}steps"
-    snap = dataclasses.replace(ckpt, codec=codec, source=source, codec_source=source, lm_source="random")
+    snap = dataclasses.replace(ckpt, codec=codec, source=source, codec_source=source,
+                               lm_source=weight_origin(ckpt, "lm") if keep_lm else "random")
     save_checkpoint(snap, out, overwrite=True)
     log.info("codec snapshot at step %d in %s", step, out)
 
