@@ -138,7 +138,11 @@ if latest is None:
 step = int(torch.load(latest / STATE_FILE, weights_only=False).get("step", -1))
 recipe = {"command": "darc-bridge " + args, "preset": "mini", "scale": asdict(SCALES[scale]), "data_seed": 0,
           "pack": "build/pack.npz", "trained_steps": step, "stage": stage, "gate_passed": False, "checkpoint": str(latest)}
-ship(latest, out, work / "gate", recipe)
+model = work / "model"  # the DARC LM with the decoder stage's codec, when made from this DARC state
+if stage == "darc" and (model / "darc.json").is_file() and \
+        json.loads((model / "darc.json").read_text()).get("darc_state") == str(latest):
+    recipe["checkpoint"] = str(model)
+ship(Path(recipe["checkpoint"]), out, work / "gate", recipe)
 print(f"not shipped: the {stage} checkpoint at step {step} ({latest}) comes back instead")
 print("loss history:", json.dumps({"base": _history(latest_step_dir(work / "base")),
                                    "darc": _history(latest_step_dir(work / "darc"))}))

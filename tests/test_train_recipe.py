@@ -56,6 +56,20 @@ def test_gate_verdict_needs_every_target():
     assert not g["checks"]["snare_f1"]
 
 
+def test_a_gate_verdict_is_for_the_weights_and_the_transcriber_it_measured(tmp_path, monkeypatch):
+    from darc_bridge.eval import drum_model
+    from darc_bridge.train.gate import gate_weights
+
+    save_checkpoint(random_checkpoint("tiny", seed=0), tmp_path / "a")
+    save_checkpoint(random_checkpoint("tiny", seed=1), tmp_path / "b")
+    a, b = gate_weights(tmp_path / "a"), gate_weights(tmp_path / "b")
+    assert a["lm.safetensors"] != b["lm.safetensors"] and a["transcriber"] == b["transcriber"]
+    retrained = tmp_path / "drum_model.npz"
+    retrained.write_bytes(drum_model.MODEL_PATH.read_bytes() + b"\0")
+    monkeypatch.setattr(drum_model, "MODEL_PATH", retrained)
+    assert gate_weights(tmp_path / "a")["transcriber"] != a["transcriber"]  # a retrained transcriber: gate again
+
+
 def test_engine_without_a_checkpoint_names_make_model(tmp_path, monkeypatch, capsys):
     from darc_bridge.cli.main import main
 
@@ -112,6 +126,16 @@ def test_smoke_recipe_runs_every_stage_and_gates_the_model(smoke):
     assert not g["passed"] and result.shipped is None and not (root / "models" / "m").exists()  # smoke never ships
     summary = json.loads((work / "recipe.json").read_text())
     assert summary["darc_history"] and summary["seed"] == 3
+    # the decoder stage: the codec's decoder trained on alone, and the gated model is the DARC LM with it
+    model, codec = load_checkpoint(work / "model"), load_checkpoint(work / "codec")
+    assert g["checkpoint"] == str((work / "model").resolve())
+    assert json.loads((work / "decoder" / "darc.json").read_text())["decoder_steps"] == 3
+    assert model.manifest["codec_source"].endswith("+decoder:3steps")
+    m, c = model.codec.state_dict(), codec.codec.state_dict()
+    assert all(torch.equal(m[k], c[k]) for k in c if not k.startswith("decoder."))  # same tokens
+    assert any(not torch.equal(m[k], c[k]) for k in c if k.startswith("decoder."))
+    lm = darc.model.state_dict()
+    assert all(torch.equal(t, lm[k]) for k, t in model.model.state_dict().items())
 
 
 @pytest.mark.slow
@@ -142,6 +166,26 @@ def test_a_rerun_never_goes_back_to_the_base_once_darc_has_started(smoke):
     longer_base = dataclasses.replace(SCALES["smoke"], base_steps=SCALES["smoke"].base_steps * 3)
     run_recipe(work, "mini", longer_base, seed=3, pack=root / "pack.npz", ship_to=root / "models" / "m", device="cpu")
     assert latest_step_dir(work / "base").name == base_step  # the base DARC started from is kept
+
+
+@pytest.mark.slow
+def test_more_darc_and_decoder_steps_continue_both_and_the_gate_runs_again(smoke):
+    import dataclasses
+
+    from darc_bridge.train.loop import latest_step_dir
+    from darc_bridge.train.recipe import SCALES, decoder_steps_done, run_recipe
+
+    root, first, _ = smoke
+    work = root / "work"
+    steps = SCALES["smoke"].darc_steps
+    assert latest_step_dir(work / "darc").name == f"step_{steps:07d}"
+    longer = dataclasses.replace(SCALES["smoke"], darc_steps=steps + 2, decoder_steps=5)
+    again = run_recipe(work, "mini", longer, seed=3, pack=root / "pack.npz", ship_to=root / "models" / "m",
+                       device="cpu")
+    assert latest_step_dir(work / "darc").name == f"step_{steps + 2:07d}"  # continued, not restarted
+    assert decoder_steps_done(work / "decoder") == 5
+    assert load_checkpoint(work / "model").source == load_checkpoint(latest_step_dir(work / "darc")).source
+    assert again.gate["weights"] != first.gate["weights"]  # new weights: gated again, not the old verdict
 
 
 @pytest.mark.slow
@@ -195,4 +239,12 @@ def test_budget_minutes_override_the_scales_budget_and_bad_values_are_input_erro
     assert seen["scale"].codec_steps == recipe.SCALES["cpu"].codec_steps
     args.budget_min = 0.0
     with pytest.raises(InputError, match="budget-min"):
+        recipe.run_recipe_cli(args)
+    args.budget_min, args.darc_steps, args.decoder_steps = None, 4500, 0
+    with pytest.raises(SystemExit):
+        recipe.run_recipe_cli(args)
+    assert seen["scale"].darc_steps == 4500 and seen["scale"].decoder_steps == 0
+    assert seen["scale"].budget_s == recipe.SCALES["cpu"].budget_s
+    args.darc_steps = 0
+    with pytest.raises(InputError, match="darc-steps"):
         recipe.run_recipe_cli(args)

@@ -75,6 +75,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="recipe: wall-time budget of this run in minutes, split between the training stages as "
                         "the scale's own budget is (default: the scale's); a stage out of time saves and stops, and "
                         "a rerun continues DARC")
+    p.add_argument("--darc-steps", type=int, default=None,
+                   help="recipe: DARC steps in all (default: the scale's); more than a finished run trained continues "
+                        "it from its latest checkpoint, on the same cosine schedule stretched to the new length")
+    p.add_argument("--decoder-steps", type=int, default=None,
+                   help="recipe: decoder-only codec steps in all (default: the scale's); more continues the decoder")
     p.add_argument("--ship", default=None,
                    help="recipe: where a model that passes the gate is written (default models/darc-mini)")
     p.set_defaults(func=run)

@@ -148,7 +148,12 @@ def train_codec(
     from tqdm import tqdm
 
     from darc_bridge.compat import import_audiocraft
-    from darc_bridge.model.checkpoint import load_checkpoint, random_checkpoint, save_checkpoint, weight_origin
+    from darc_bridge.model.checkpoint import (
+        load_checkpoint,
+        random_checkpoint,
+        save_checkpoint,
+        weight_origin,
+    )
     from darc_bridge.train.loop import resolve_device
 
     import_audiocraft()
@@ -209,13 +214,18 @@ def train_codec(
     log.info("codec keeps %.0f %% of the energy above %d Hz", 100 * retention, HIGH_BAND_HZ)
     ckpt.codec = codec
     lm_origin = weight_origin(ckpt, "lm") if init is not None else "random"  # before `source` changes
+    decoder_steps = int(ckpt.manifest.get("decoder_steps", 0)) + len(losses)  # over every run on this codec
     if settings.decoder_only:
-        ckpt.source = f"{ckpt.codec_source or 'codec'}+decoder:{len(losses)}steps"
+        trained = weight_origin(ckpt, "codec").split("+decoder:")[0]
+        ckpt.source = f"{trained}+decoder:{decoder_steps}steps"
     else:
         ckpt.source = f"codec-trained:{len(losses)}steps"
     ckpt.codec_source = ckpt.source
     ckpt.lm_source = lm_origin
-    save_checkpoint(ckpt, out_dir, overwrite=True, extra={"codec_high_band_retention": round(retention, 4)})
+    extra: dict[str, Any] = {"codec_high_band_retention": round(retention, 4)}
+    if settings.decoder_only:
+        extra["decoder_steps"] = decoder_steps
+    save_checkpoint(ckpt, out_dir, overwrite=True, extra=extra)
     return {"losses": losses, "checkpoint": str(out_dir), "high_band_retention": retention}
 
 

@@ -72,6 +72,20 @@ def spectrogram_plot(path: Path, title: str, rows: list[tuple[str, np.ndarray]],
     plt.close(fig)
 
 
+def gate_weights(checkpoint: str | Path) -> dict[str, str]:
+    """What a verdict is about: the model's weight files and the transcriber's, by SHA-256. A checkpoint
+    folder can be rewritten (the recipe's WORK/model) and the transcriber retrained, so a gate.json
+    whose weights differ is stale, whatever its checkpoint path says."""
+    import hashlib
+
+    from darc_bridge.eval.drum_model import MODEL_PATH
+
+    files = json.loads((Path(checkpoint) / "darc.json").read_text())["files"]
+    weights = {name: str(v["sha256"]) for name, v in files.items()}
+    weights["transcriber"] = hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
+    return weights
+
+
 def run_gate(set_dir: str | Path, out_dir: str | Path, checkpoint: str, seed: int = 0) -> dict[str, Any]:
     """Evaluate `checkpoint` on the gate set; returns the gate figures (also in OUT/gate.json)."""
     from darc_bridge.audio.io import load_audio
@@ -79,9 +93,10 @@ def run_gate(set_dir: str | Path, out_dir: str | Path, checkpoint: str, seed: in
 
     out = Path(out_dir)
     done = out / "gate.json"
+    weights = gate_weights(checkpoint)
     if done.is_file():
         previous = json.loads(done.read_text())
-        if previous.get("checkpoint") == str(Path(checkpoint).resolve()):
+        if previous.get("checkpoint") == str(Path(checkpoint).resolve()) and previous.get("weights") == weights:
             return previous
     opts = {"checkpoint": checkpoint}
     systems = [SystemSpec("darc", "darc", opts, 1.0, temperature=1.0),
@@ -91,6 +106,7 @@ def run_gate(set_dir: str | Path, out_dir: str | Path, checkpoint: str, seed: in
     report = run_eval(set_dir, out / "eval", systems, seed=seed)
     gate = gate_figures(report["summary"])
     gate["checkpoint"] = str(Path(checkpoint).resolve())
+    gate["weights"] = weights
     plots = out / "spectrograms"
     plots.mkdir(parents=True, exist_ok=True)
     for case in sorted(report["cases"]):

@@ -6,6 +6,8 @@
     cache   tokens + augmented rhythm features (train/cache.py)
     base    STAGE: the mix prefix, no rhythm, every weight (a random LM: warm-up + cosine)
     darc    jump fine-tuning with adaptive in-attention on top of the base (MusiConGen)
+    decoder the codec's decoder alone trains on (encoder and codebooks frozen: every token stays
+            what the LM learned), then WORK/model = the DARC LM with that decoder
     gate    32 cases from `held_out` kits, rhythm on and off, transcribed (train/gate.py)
     ship    fp16 safetensors + gate report + the exact command + data seed -> models/darc-mini,
             only if the gate passed
@@ -16,6 +18,11 @@ model: its codec is kept (the cache is rebuilt with it), the base stage is skipp
 training goes on from its weights (a fresh optimizer and a short warm-up: optimizer state would
 triple the shipped bytes). A scale's `budget_s` splits a fixed wall time (one GPU loan) between
 the stages; a stage out of time saves and the next run of the same command continues it.
+
+Why a decoder stage: on a time budget the codec is the stage cut short, and retraining it would
+change every token and so throw away the LM. Its decoder can go on learning without touching a
+token (train/codec.py `decoder_only`), which is how a later run improves the sound of a model it
+cannot afford to retrain: the LM's training and the decoder's each continue where they stopped.
 """
 
 from __future__ import annotations
@@ -57,37 +64,45 @@ class Scale:
     variants: int = 1
     budget_s: float | None = None  # wall-time budget of the whole run (None: train every step)
     cache_workers: int = 1  # 0: one per CPU core but one (the cache's augmentation and rhythm are CPU work)
-    shares: tuple[float, float, float] | None = None  # codec, base, DARC shares of budget_s (None: BUDGET_SHARES)
+    shares: tuple[float, float, float, float] | None = None  # codec, base, DARC, decoder shares of budget_s
+    # (None: BUDGET_SHARES)
     codec_snapshot_every: int = 0  # save the codec so far every this many steps (train/codec.py), 0: never
+    decoder_steps: int = 0  # decoder-only codec steps after DARC (0: the model keeps the codec as trained)
+    decoder_batch: int = 8
+    decoder_segment_s: float = 1.0
 
 
 SCALES: dict[str, Scale] = {
     # CI: every stage runs and writes its files in a couple of minutes on 2 cores; the gate is not met.
     "smoke": Scale("smoke", songs=3, song_s=8.0, codec_steps=12, codec_batch=2, codec_segment_s=0.5, base_steps=4,
                    darc_steps=4, batch_size=2, segment_s=4.0, min_s=1.0, max_s=2.0, gate_cases=2, gate_s=4.0,
-                   save_every=4),
+                   save_every=4, decoder_steps=3, decoder_batch=2, decoder_segment_s=0.5),
     # A background run on a contended 2-core CPU in about 95 minutes. The codec gets 2000 steps at
     # most (a mini codec cut at 141 steps maps drums to one code per frame and cannot be learned
     # from); crops of 3-8 s reach the gate's 8 s cases, so generation stays at trained positions;
     # most of the LM time goes to DARC, the stage that learns to follow the rhythm.
     "cpu": Scale("cpu", songs=120, song_s=20.0, codec_steps=2000, codec_batch=8, codec_segment_s=0.5,
                  base_steps=1500, darc_steps=3000, batch_size=3, segment_s=10.0, min_s=3.0, max_s=8.0,
-                 gate_cases=32, gate_s=8.0, save_every=100, budget_s=95 * 60.0, shares=(0.22, 0.2, 0.4),
-                 codec_snapshot_every=250),
+                 gate_cases=32, gate_s=8.0, save_every=100, budget_s=95 * 60.0, shares=(0.2, 0.18, 0.36, 0.08),
+                 codec_snapshot_every=250, decoder_steps=4000),
     # One H200-class GPU in at most 9 minutes of wall time, resumable by the next loan.
     "full": Scale("full", songs=240, song_s=20.0, codec_steps=3000, codec_batch=16, codec_segment_s=1.0,
                   base_steps=3000, darc_steps=3000, batch_size=16, segment_s=10.0, min_s=5.0, max_s=10.0,
-                  gate_cases=32, gate_s=10.0, save_every=250, variants=2, budget_s=9 * 60.0, cache_workers=0),
+                  gate_cases=32, gate_s=10.0, save_every=250, variants=2, budget_s=9 * 60.0, cache_workers=0,
+                  decoder_steps=3000, decoder_batch=16),
 }
-# Shares of a time budget: codec, base and DARC train in what is left after data, cache and gate.
-BUDGET_SHARES = {"codec": 0.2, "base": 0.3, "darc": 0.3}
+# Shares of a time budget: codec, base, DARC and decoder train in what is left after data, cache and gate.
+BUDGET_SHARES = {"codec": 0.2, "base": 0.28, "darc": 0.26, "decoder": 0.06}
 RANDOM_BASE_LR = 5e-4
 DARC_LR = 2e-4  # jump fine-tuning of our own small base: higher than MusicGen's 1e-5, it is not MusicGen
 # The DARC stage starts from a base that already plays drums without rhythm; what it has to learn is
 # the rhythm, so more of its rows see it than the loop's default 0.5. Rows without rhythm stay
 # (1 - cfg 0.2) x 0.3 + 0.2 = 44 %, enough for rhythm guidance and the null rows.
 DARC_RHYTHM_DROPOUT = 0.3
-STAGES = ("pack", "data", "codec", "cache", "base", "darc", "gate", "ship")
+# The decoder stage starts from a trained decoder: half the from-scratch codec rate, held constant so
+# that the steps of a run cut short and of the run that continues it count alike.
+DECODER_LR = 5e-4
+STAGES = ("pack", "data", "codec", "cache", "base", "darc", "decoder", "gate", "ship")
 
 
 @dataclass
@@ -211,13 +226,18 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
     if stop("darc"):
         return RecipeResult(root, {}, None, times)
 
+    stage("decoder")
+    model = _model_with_decoder(corpus, root, latest_step_dir(darc), codec_dir, s, seed, device,
+                                _deadline(t_start, s, "decoder"))
+    if stop("decoder"):
+        return RecipeResult(root, {}, None, times)
+
     stage("gate")
     from darc_bridge.train.gate import run_gate
 
     gate_set = root / "gate-set"
     write_gate_set(gate_set, samples, cases=s.gate_cases, duration=s.gate_s, seed=seed + 5000)
-    latest = latest_step_dir(darc)
-    gate = run_gate(gate_set, root / "gate", str(latest), seed=seed)
+    gate = run_gate(gate_set, root / "gate", str(model), seed=seed)
     if stop("gate"):
         return RecipeResult(root, gate, None, times)
 
@@ -230,7 +250,7 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
 
         recipe = {"command": command or recipe_command(preset, s.name, seed), "preset": preset, "scale": asdict(s),
                   "data_seed": seed, "pack": str(pack_path), "trained_steps": result["step"]}
-        shipped = ship(latest, Path(ship_to) if ship_to else shipped_dir(), root / "gate", recipe)
+        shipped = ship(model, Path(ship_to) if ship_to else shipped_dir(), root / "gate", recipe)
     else:
         log.warning("not shipped: the gate failed")
     stop("ship")
@@ -241,6 +261,42 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
                "seed": seed}
     (root / "recipe.json").write_text(json.dumps(summary, indent=1, default=str))
     return RecipeResult(root, gate, shipped, times)
+
+
+def decoder_steps_done(path: Path) -> int:
+    """Decoder-only steps the codec in checkpoint `path` has had (0: none, or no checkpoint)."""
+    if not _done(path):
+        return 0
+    return int(json.loads((path / "darc.json").read_text()).get("decoder_steps", 0))
+
+
+def _model_with_decoder(corpus: Path, root: Path, darc_state: Path | None, codec_dir: Path, s: Scale, seed: int,
+                        device: str, deadline: float | None) -> Path:
+    """Train the decoder up to `s.decoder_steps` (resuming WORK/decoder), then write WORK/model: the
+    DARC LM of `darc_state` with that codec. The tokens are the same, so the LM needs nothing else."""
+    from darc_bridge.model.checkpoint import load_checkpoint, save_checkpoint, weight_origin
+    from darc_bridge.train.codec import CodecTrainSettings, train_codec
+
+    if darc_state is None:
+        raise InputError(f"the DARC stage has no checkpoint in {root / 'darc'}")
+    decoder = root / "decoder"
+    done = decoder_steps_done(decoder)
+    if done < s.decoder_steps:
+        settings = CodecTrainSettings(steps=s.decoder_steps - done, batch_size=s.decoder_batch,
+                                      segment_s=s.decoder_segment_s, lr=DECODER_LR, seed=seed + done,
+                                      decoder_only=True, device=device)
+        train_codec(corpus, decoder, settings, init=str(decoder if done else codec_dir), deadline=deadline)
+        done = decoder_steps_done(decoder)
+    model = root / "model"
+    made_of = {"darc_state": str(darc_state), "darc_source": load_checkpoint(darc_state).source, "decoder_steps": done}
+    if _done(model) and all(json.loads((model / "darc.json").read_text()).get(k) == v for k, v in made_of.items()):
+        return model  # already this LM with this decoder
+    ckpt = load_checkpoint(darc_state)
+    if done:
+        polished = load_checkpoint(decoder)
+        ckpt.codec, ckpt.codec_source = polished.codec, weight_origin(polished, "codec")
+    save_checkpoint(ckpt, model, overwrite=True, extra=made_of)
+    return model
 
 
 def _history(step_dir: Path | None) -> list:
@@ -310,13 +366,19 @@ def run_recipe_cli(args) -> int:
     preset_config(args.preset)
     if args.scale not in SCALES:
         raise InputError(f"unknown scale {args.scale!r}; scales: {', '.join(SCALES)}")
-    scale: str | Scale = args.scale
+    from dataclasses import replace
+
+    scale = SCALES[args.scale]
     if getattr(args, "budget_min", None) is not None:
         if not args.budget_min > 0:
             raise InputError(f"--budget-min must be a positive number of minutes, got {args.budget_min}")
-        from dataclasses import replace
-
-        scale = replace(SCALES[args.scale], budget_s=60.0 * args.budget_min)
+        scale = replace(scale, budget_s=60.0 * args.budget_min)
+    for name, least in (("darc_steps", 1), ("decoder_steps", 0)):
+        value = getattr(args, name, None)
+        if value is not None:
+            if value < least:
+                raise InputError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+            scale = replace(scale, **{name: value})
     work = Path(args.out or f"build/recipe-{args.preset}-{args.scale}")
     command = "darc-bridge " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
     r = run_recipe(work, args.preset, scale, seed=args.seed, pack=args.pack, resume_from=args.resume_from,
