@@ -260,12 +260,33 @@ def scattered_hits(rng: np.random.Generator, duration: float) -> list:
     return sorted(hits, key=lambda h: (h.time, h.piece))
 
 
-def render_stem(kit, seed: int, duration: float, augment: bool = True, eq: bool = True) -> tuple[np.ndarray, list]:
+MIX_SHARE = 0.5  # share of a recorded kit's stems played with one or two classes' pieces of another tune kit
+
+
+def hybrid_kit(kit, partner, rng: np.random.Generator):
+    """`kit` with the pieces of one or two of its three classes taken from `partner` (another tune
+    kit). A real kit's pieces vary independently (any kick beside any hat, any snare under any
+    ride), but the training kits come as wholes: a model that heard only their own kick+hat sums
+    hears a new kit's kick+hat as a snare, and misses a new snare under a new hat."""
+    from darc_bridge.data.grooves import PIECE_CLASS
+    from darc_bridge.data.kit_pack import PackKit
+
+    swap = {int(c) for c in rng.choice(3, size=int(rng.integers(1, 3)), replace=False)}
+    pieces = {p: v for p, v in kit.pieces.items() if PIECE_CLASS.get(p, 1) not in swap}
+    pieces |= {p: v for p, v in partner.pieces.items() if PIECE_CLASS.get(p, 1) in swap}
+    split = kit.split if partner.split == kit.split else partner.split
+    return PackKit(f"{kit.name}+{partner.name}", split, pieces)
+
+
+def render_stem(kit, seed: int, duration: float, augment: bool = True, eq: bool = True,
+                partner=None) -> tuple[np.ndarray, list]:
     """One training stem of `kit` (a PackKit, or one of SYNTHETIC): mono audio at SAMPLE_RATE and its truth
-    (three-class onsets as the gate counts them)."""
+    (three-class onsets as the gate counts them); with a `partner` PackKit, played by hybrid_kit."""
     from darc_bridge.data.grooves import Groove, make_groove
     from darc_bridge.data.kit_corpus import NO_AUGMENT, DrumAugment, render_kit, render_synthetic
 
+    if partner is not None:
+        kit = hybrid_kit(kit, partner, np.random.default_rng([seed, 13]))
     rng = np.random.default_rng([seed, 11])
     groove = make_groove(rng, duration)
     hits = groove.hits
@@ -307,15 +328,23 @@ def stem_frames(x: np.ndarray, truth, rng: np.random.Generator,
 
 
 def source_frames(kit, n_stems: int, seed: int, duration: float, eq: bool = True,
-                  context: tuple[int, ...] = CONTEXT) -> tuple[np.ndarray, np.ndarray]:
+                  context: tuple[int, ...] = CONTEXT, partners: list | None = None,
+                  mix_share: float = MIX_SHARE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames and labels of `n_stems` stems of `kit`, and per frame the index into `partners` of
+    the kit that lent it pieces (-1: none; `mix_share` of the stems borrow when partners are given),
+    so a cross-validation fold can leave out every stem that touched its kit."""
     rng = np.random.default_rng([seed, 3])
-    xs, ys = [], []
+    mix = np.random.default_rng([seed, 5])
+    xs, ys, others = [], [], []
     for i in range(n_stems):
-        x, truth = render_stem(kit, seed * 1009 + i, duration, eq=eq)
+        other = int(mix.integers(len(partners))) if partners and mix.random() < mix_share else -1
+        x, truth = render_stem(kit, seed * 1009 + i, duration, eq=eq,
+                               partner=partners[other] if other >= 0 else None)
         fx, fy = stem_frames(x, truth, rng, context)
         xs.append(fx)
         ys.append(fy)
-    return np.concatenate(xs), np.concatenate(ys)
+        others.append(np.full(fx.shape[0], other, dtype=np.int16))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(others)
 
 
 def fit(x: np.ndarray, y: np.ndarray, seed: int, hidden: int, max_iter: int = 40,
@@ -348,15 +377,28 @@ class Recipe:
     synthetic_stems: int = 32  # per SYNTHETIC timbre
     eq: bool = True  # equalise every training stem (EQ_DB)
     context: tuple[int, ...] = CONTEXT
+    mix_share: float = MIX_SHARE  # stems of a recorded kit played by hybrid_kit with another source
 
 
 def _source_names(sources: list) -> list[str]:
     return [getattr(s, "name", s) for s in sources]
 
 
-def _synthetic_frames(recipe: Recipe) -> list[tuple[np.ndarray, np.ndarray]]:
+def _synthetic_frames(recipe: Recipe) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return [source_frames(t, recipe.synthetic_stems, recipe.seed * 100 + 90 + i, recipe.duration, recipe.eq,
                           recipe.context) for i, t in enumerate(SYNTHETIC) if recipe.synthetic_stems]
+
+
+def _source_parts(recipe: Recipe, sources: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """source_frames of each source, the recorded ones lending pieces to one another; the lender of
+    a frame is given as its index in `sources`."""
+    parts = []
+    for i, k in enumerate(sources):
+        lenders = [j for j, o in enumerate(sources) if j != i and not isinstance(o, str)] if not isinstance(k, str) else []
+        x, y, other = source_frames(k, recipe.stems_per_source, recipe.seed * 100 + i, recipe.duration, recipe.eq,
+                                    recipe.context, [sources[j] for j in lenders], recipe.mix_share)
+        parts.append((x, y, np.where(other >= 0, np.array(lenders + [-1], dtype=np.int16)[other], -1)))
+    return parts
 
 
 def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | None = None) -> DrumModel:
@@ -366,9 +408,7 @@ def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | Non
     t0 = time.perf_counter()
     sources = tune_sources() if sources is None else sources
     check_training_kits([k for k in sources if not isinstance(k, str)])
-    parts = [source_frames(k, recipe.stems_per_source, recipe.seed * 100 + i, recipe.duration, recipe.eq, recipe.context)
-             for i, k in enumerate(sources)]
-    parts += _synthetic_frames(recipe)
+    parts = _source_parts(recipe, sources) + _synthetic_frames(recipe)
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     log.info("sources %s: %d frames (%.0f s to render)", ", ".join(_source_names(sources)), x.shape[0],
              time.perf_counter() - t0)
@@ -393,14 +433,68 @@ def _runner_figures(truth: list, found: list) -> list[float]:
     return [pc["kick"]["f1"], pc["snare"]["f1"], pc["hat"]["f1"], onset_f1(ref, np.array(merged))["f1"]]
 
 
+SNARE_ERRORS = ("tp", "fp", "fn", "fp_on_kick_hat", "kick_hat", "fn_under_hat", "snare_hat")
+
+
+def snare_errors(truth: list, found: list) -> dict[str, int]:
+    """Counts behind snare precision and recall, and the two superposition errors: false snares on a
+    kick+hat played together (no snare there), and snares missed while a hat, ride or crash sounds
+    with them. A "moment" is the truth's hits within the runner's DEDUPE_S of each other; an error
+    falls on the moment within the metric's matching window (metrics.WINDOW_S)."""
+    from mir_eval.util import match_events
+
+    from darc_bridge.eval.metrics import WINDOW_S
+    from darc_bridge.eval.runner import DEDUPE_S
+
+    moments: list[tuple[float, set[int]]] = []
+    for o in sorted((o for o in truth if o.cls < 3), key=lambda o: o.time):
+        if moments and o.time - moments[-1][0] <= DEDUPE_S:
+            moments[-1][1].add(o.cls)
+        else:
+            moments.append((o.time, {o.cls}))
+    times = np.array([t for t, _ in moments])
+
+    def classes_at(t: float) -> set[int]:
+        if not times.size:
+            return set()
+        i = int(np.argmin(np.abs(times - t)))
+        return moments[i][1] if abs(times[i] - t) <= WINDOW_S else set()
+
+    ref = np.array(sorted(o.time for o in truth if o.cls == 1))
+    est = np.array(sorted(o.time for o in found if o.cls == 1))
+    pairs = match_events(ref, est, WINDOW_S) if ref.size and est.size else []
+    hit_ref, hit_est = {i for i, _ in pairs}, {j for _, j in pairs}
+    false = [t for j, t in enumerate(est) if j not in hit_est]
+    missed = [t for i, t in enumerate(ref) if i not in hit_ref]
+    return {"tp": len(pairs), "fp": len(false), "fn": len(missed),
+            "fp_on_kick_hat": sum(classes_at(t) == {0, 2} for t in false),
+            "kick_hat": sum(c == {0, 2} for _, c in moments),
+            "fn_under_hat": sum(2 in classes_at(t) for t in missed),
+            "snare_hat": sum({1, 2} <= c for _, c in moments)}
+
+
+def snare_summary(counts: dict[str, int]) -> list[float]:
+    """Snare precision, recall, the share of kick+hat moments heard as a snare, and the share of
+    snare+cymbal moments whose snare is missed."""
+    c = counts
+    return [c["tp"] / max(1, c["tp"] + c["fp"]), c["tp"] / max(1, c["tp"] + c["fn"]),
+            c["fp_on_kick_hat"] / max(1, c["kick_hat"]), c["fn_under_hat"] / max(1, c["snare_hat"])]
+
+
+SCORE_COLUMNS = ("kick", "snare", "hat", "onset", "snare P", "snare R", "false snare on kick+hat",
+                 "snare missed under hat")
+
+
 def score_stems(model: DrumModel | None, stems: list[tuple[np.ndarray, list]],
                 threshold: float = THRESHOLD) -> np.ndarray:
-    """Mean kick, snare, hat and onset F1 of `model` over (audio, truth) stems (None: the rhythm
-    extractor's model, the transcriber before this one)."""
+    """SCORE_COLUMNS of `model` over (audio, truth) stems (None: the rhythm extractor's model, the
+    transcriber before this one): mean kick, snare, hat and onset F1 per stem, then the snare
+    figures of snare_summary over all stems' hits together."""
     from darc_bridge.rhythm.features import Onset
     from darc_bridge.rhythm.nmf import extract_rhythm
 
     rows = []
+    counts = dict.fromkeys(SNARE_ERRORS, 0)
     for x, truth in stems:
         if model is None:
             found = [o for o in extract_rhythm(x, SAMPLE_RATE).onsets if o.cls < 3]
@@ -408,41 +502,53 @@ def score_stems(model: DrumModel | None, stems: list[tuple[np.ndarray, list]],
             frames = pick_hits(probabilities(x, SAMPLE_RATE, model), threshold)
             found = [Onset(f / FPS, c, 1.0) for c, fs in enumerate(frames) for f in fs]
         rows.append(_runner_figures(truth, found))
-    return np.array(rows).mean(axis=0)
+        for k, v in snare_errors(truth, found).items():
+            counts[k] += v
+    return np.array([*np.array(rows).mean(axis=0), *snare_summary(counts)])
+
+
+def _figures_line(values: list[float]) -> str:
+    return ", ".join(f"{name} {v:.3f}" for name, v in zip(SCORE_COLUMNS, values, strict=True))
 
 
 def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool = False,
-                   thresholds: tuple[float, ...] = ()) -> dict[str, list[float]]:
-    """Leave one tune source out: fit on the others, score clean stems of the left-out one."""
+                   thresholds: tuple[float, ...] = (), folds: tuple[str, ...] = ()) -> dict[str, list[float]]:
+    """Leave one tune source out: fit on the others, score clean stems of the left-out one
+    (SCORE_COLUMNS). `folds`: leave out only these sources (a quick look while exploring; a choice
+    is made on all of them)."""
     sources = tune_sources()
-    frames = [source_frames(k, recipe.stems_per_source, recipe.seed * 100 + i, recipe.duration, recipe.eq, recipe.context)
-              for i, k in enumerate(sources)]
+    frames = _source_parts(recipe, sources)
     synthetic = _synthetic_frames(recipe)
     out = {}
     for i, kit in enumerate(sources):
-        parts = [f for j, f in enumerate(frames) if j != i] + synthetic
+        if folds and kit.name not in folds:
+            continue
+        # the left-out kit's own stems and every stem it lent pieces to
+        parts = [(x[other != i], y[other != i]) for j, (x, y, other) in enumerate(frames) if j != i] + synthetic
         model = fit(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                     recipe.seed, recipe.hidden, recipe.max_iter, recipe.context)
         val = [render_stem(kit, 77_000 + v, 10.0, augment=False) for v in range(val_stems)]
         out[kit.name] = [round(float(v), 3) for v in score_stems(model, val)]
-        log.info("left out %s: kick %.3f snare %.3f hat %.3f onset %.3f", kit.name, *out[kit.name])
+        log.info("left out %s: %s", kit.name, _figures_line(out[kit.name]))
         for th in thresholds:
             out[f"{kit.name} (threshold {th})"] = [round(float(v), 3) for v in score_stems(model, val, th)]
         if baseline:
             out[kit.name + " (extractor model)"] = [round(float(v), 3) for v in score_stems(None, val)]
-            log.info("   extractor's model: kick %.3f snare %.3f hat %.3f onset %.3f", *out[kit.name + " (extractor model)"])
+            log.info("   extractor's model: %s", _figures_line(out[kit.name + " (extractor model)"]))
     for suffix in ("", " (extractor model)", *(f" (threshold {th})" for th in thresholds)):
         rows = [v for k, v in out.items() if k.endswith(suffix) and (suffix or "(" not in k)]
         if rows:
             out["mean" + suffix] = [round(float(v), 3) for v in np.mean(rows, axis=0)]
+    out["columns"] = list(SCORE_COLUMNS)
     return out
 
 
-def held_out_report(set_dir: Path) -> dict[str, dict[str, list[float]]]:
+def held_out_report(set_dir: Path, before: Path | None = None) -> dict[str, dict[str, list[float]]]:
     """The gate's reference drums (write_gate_set: 32 cases from the held-out kits, written to
-    `set_dir` if missing) scored as eval/runner.py scores them, through the extractor's model (the
-    transcriber before this model) and through this model, overall and per kit. Run once, at the
-    end: the held-out figures are reported, never tuned on."""
+    `set_dir` if missing) scored as eval/runner.py scores them (SCORE_COLUMNS), through the
+    extractor's model (the transcriber before the drum model), a `before` drum model file if given,
+    and the committed drum model, overall and per kit. Run once, at the end: the held-out figures
+    are reported, never tuned on."""
     from darc_bridge.data.kit_corpus import write_gate_set
     from darc_bridge.data.kit_pack import build_pack
     from darc_bridge.eval.runner import find_cases, load_case
@@ -450,17 +556,27 @@ def held_out_report(set_dir: Path) -> dict[str, dict[str, list[float]]]:
 
     if not (set_dir.is_dir() and any(set_dir.iterdir())):
         write_gate_set(set_dir, build_pack(32000, splits=("held_out",)))
-    rows: dict[str, dict[str, list]] = {"extractor model (before)": {}, "drum model (now)": {}}
+    readers: dict[str, tuple[str, DrumModel | None]] = {"extractor model": ("extractor", None)}
+    if before is not None:
+        readers[f"drum model {before.name} (before)"] = ("drum", DrumModel.load(before))
+    readers["drum model (now)"] = ("drum", load_model())
+    rows: dict[str, dict[str, list]] = {name: {} for name in readers}
+    counts: dict[str, dict[str, dict[str, int]]] = {name: {} for name in readers}
     for folder in find_cases(set_dir):
         case = load_case(folder)
         kit = json.loads((folder / "case.json").read_text())["kit"]
         stem, sr = case.drums.mono(), case.drums.sample_rate
-        for name, method in (("extractor model (before)", "extractor"), ("drum model (now)", "drum")):
-            found = transcribe(stem, sr, method=method).onsets
+        for name, (method, model) in readers.items():
+            found = transcribe(stem, sr, model=model, method=method).onsets
             fig = _runner_figures(case.prompt_onsets, found)
+            errors = snare_errors(case.prompt_onsets, found)
             for key in ("all", kit):
                 rows[name].setdefault(key, []).append(fig)
-    return {name: {k: [round(float(v), 3) for v in np.mean(r, axis=0)] for k, r in by.items()}
+                total = counts[name].setdefault(key, dict.fromkeys(SNARE_ERRORS, 0))
+                for k, v in errors.items():
+                    total[k] += v
+    return {name: {k: [round(float(v), 3) for v in [*np.mean(r, axis=0), *snare_summary(counts[name][k])]]
+                   for k, r in by.items()} | {"columns": list(SCORE_COLUMNS)}
             for name, by in rows.items()}
 
 
@@ -470,24 +586,28 @@ def main(argv: list[str] | None = None) -> None:
                         help="train: fit and write the model; cv: leave-one-kit-out over tune kits; "
                              "heldout: the gate's reference drums, before and now (once, at the end)")
     parser.add_argument("--set", type=Path, default=Path("/tmp/darc-gate-set"), help="heldout: gate set folder")
+    parser.add_argument("--before", type=Path, default=None, help="heldout: also score this earlier model file")
     parser.add_argument("--stems", type=int, default=Recipe.stems_per_source, help="training stems per tune source")
     parser.add_argument("--hidden", type=int, default=Recipe.hidden)
     parser.add_argument("--seed", type=int, default=Recipe.seed)
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--context", type=int, nargs="+", default=list(CONTEXT), help="frame offsets seen")
     parser.add_argument("--no-eq", action="store_true", help="no EQ augmentation")
+    parser.add_argument("--mix-share", type=float, default=Recipe.mix_share, help="share of hybrid-kit stems")
     parser.add_argument("--thresholds", type=float, nargs="*", default=(), help="cv: also score these thresholds")
     parser.add_argument("--baseline", action="store_true", help="cv: score the extractor's model on the same stems")
+    parser.add_argument("--folds", nargs="*", default=(), help="cv: leave out only these tune sources (exploring)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     recipe = Recipe(stems_per_source=args.stems, hidden=args.hidden, seed=args.seed, eq=not args.no_eq,
-                    context=tuple(args.context))
+                    context=tuple(args.context), mix_share=args.mix_share)
     if args.command == "train":
         train(recipe, args.out)
     elif args.command == "heldout":
-        print(json.dumps(held_out_report(args.set), indent=1))
+        print(json.dumps(held_out_report(args.set, args.before), indent=1))
     else:
-        print(json.dumps(cross_validate(recipe, baseline=args.baseline, thresholds=tuple(args.thresholds)), indent=1))
+        print(json.dumps(cross_validate(recipe, baseline=args.baseline, thresholds=tuple(args.thresholds),
+                                        folds=tuple(args.folds)), indent=1))
 
 
 if __name__ == "__main__":
