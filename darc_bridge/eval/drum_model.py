@@ -145,13 +145,15 @@ def probabilities(audio: np.ndarray, sample_rate: int, model: DrumModel | None =
     return probs[int(round(LEAD_IN_S * FPS)):]
 
 
-def pick_hits(probs: np.ndarray, threshold: float = THRESHOLD, min_gap_s: float = MIN_GAP_S) -> list[np.ndarray]:
-    """Per class, the frames where its probability peaks at or above `threshold` (the first of peaks
-    closer than `min_gap_s`)."""
+def pick_hits(probs: np.ndarray, threshold: float | tuple[float, ...] = THRESHOLD,
+              min_gap_s: float = MIN_GAP_S) -> list[np.ndarray]:
+    """Per class, the frames where its probability peaks at or above `threshold` (one for all
+    classes, or one per class; the first of peaks closer than `min_gap_s`)."""
     from darc_bridge.rhythm.nmf import _pick_onsets
 
     gap = max(1, int(round(min_gap_s * FPS)))
-    return [_pick_onsets(probs[:, c], threshold, gap) for c in range(probs.shape[1])]
+    per_class = threshold if isinstance(threshold, tuple) else (threshold,) * probs.shape[1]
+    return [_pick_onsets(probs[:, c], per_class[c], gap) for c in range(probs.shape[1])]
 
 
 # ---------------------------------------------------------------- training material (tune split only)
@@ -242,15 +244,25 @@ SYNTHETIC = ("builtin", "acoustic", "electro")
 SCATTER_PIECES = (("kick",), ("snare", "snare", "tom", "clap"), ("hat", "hat", "open_hat", "ride", "crash"))
 
 
-def scattered_hits(rng: np.random.Generator, duration: float) -> list:
+def scattered_hits(rng: np.random.Generator, duration: float, combos: bool = False) -> list:
     """Hits with no groove: each class, when it plays, on random steps of a 16th grid at its own
     density, so no class predicts another (in a groove nearly every snare has a hat with it, and a
-    model learns to hear a hat in every snare)."""
+    model learns to hear a hat in every snare). `combos`: instead, a random share of the steps
+    each play one of the seven class combinations, all equally often (kick+hat as often as a
+    snare alone)."""
     from darc_bridge.data.grooves import Hit
 
     step = 60.0 / float(rng.uniform(70, 180)) / 4
     grid = np.arange(0.05, duration - 0.05, step)
     hits = []
+    if combos:
+        for t in grid[rng.random(grid.size) < rng.uniform(0.2, 0.8)]:
+            subset = int(rng.integers(1, 8))  # bit c set: class c plays
+            for c, pieces in enumerate(SCATTER_PIECES):
+                if subset >> c & 1:
+                    piece = str(pieces[int(rng.integers(len(pieces)))])
+                    hits.append(Hit(float(t + rng.normal(0, 0.004)), piece, float(rng.uniform(0.15, 1.0))))
+        return sorted(hits, key=lambda h: (h.time, h.piece))
     for pieces in SCATTER_PIECES:
         if rng.random() < 0.3:
             continue
@@ -260,7 +272,7 @@ def scattered_hits(rng: np.random.Generator, duration: float) -> list:
     return sorted(hits, key=lambda h: (h.time, h.piece))
 
 
-MIX_SHARE = 0.5  # share of a recorded kit's stems played with one or two classes' pieces of another tune kit
+MIX_SHARE = 0.0  # share of a recorded kit's stems played with one or two classes' pieces of another tune kit
 
 
 def hybrid_kit(kit, partner, rng: np.random.Generator):
@@ -279,7 +291,7 @@ def hybrid_kit(kit, partner, rng: np.random.Generator):
 
 
 def render_stem(kit, seed: int, duration: float, augment: bool = True, eq: bool = True,
-                partner=None) -> tuple[np.ndarray, list]:
+                partner=None, combos: bool = False) -> tuple[np.ndarray, list]:
     """One training stem of `kit` (a PackKit, or one of SYNTHETIC): mono audio at SAMPLE_RATE and its truth
     (three-class onsets as the gate counts them); with a `partner` PackKit, played by hybrid_kit."""
     from darc_bridge.data.grooves import Groove, make_groove
@@ -291,7 +303,7 @@ def render_stem(kit, seed: int, duration: float, augment: bool = True, eq: bool 
     groove = make_groove(rng, duration)
     hits = groove.hits
     if augment and rng.random() < SCATTER_SHARE:
-        hits = scattered_hits(rng, duration) or hits
+        hits = scattered_hits(rng, duration, combos) or hits
     elif augment and rng.random() < SUBSET_SHARE:
         keep = {int(c) for c in rng.choice(3, size=int(rng.integers(1, 3)), replace=False)}
         hits = [h for h in hits if h.cls in keep] or hits
@@ -318,18 +330,46 @@ def _targets(n_frames: int, truth) -> np.ndarray:
     return y
 
 
-def stem_frames(x: np.ndarray, truth, rng: np.random.Generator,
-                context: tuple[int, ...] = CONTEXT) -> tuple[np.ndarray, np.ndarray]:
-    """Training frames of one stem: every frame near a hit and NEGATIVE_SHARE of the others."""
+MASK_RATIO = 2.0  # a snare struck at under half the velocity of a kick or hat at its moment is masked
+
+
+def masked_snares(n_frames: int, truth, ratio: float = MASK_RATIO) -> np.ndarray:
+    """(frames,) True around a snare-class hit that a louder kick or hat at the same moment (within
+    the runner's DEDUPE_S) masks: a ghost note under a hat, a quiet snare under a kick+hat. The
+    snare shares its bands with both (a body where the kick sounds, a rattle where the hat does), so
+    such a snare is close to inaudible; taught as a snare, the model learns to hear a snare in a
+    kick+hat. These frames are not taught at all (0: off)."""
+    from darc_bridge.eval.runner import DEDUPE_S
+
+    out = np.zeros(n_frames, dtype=bool)
+    if not ratio:
+        return out
+    others = [o for o in truth if o.cls in (0, 2)]
+    for o in truth:
+        if o.cls != 1:
+            continue
+        loud = max((p.strength for p in others if abs(p.time - o.time) <= DEDUPE_S), default=0.0)
+        if loud > ratio * o.strength:
+            f = int(round((o.time + LEAD_IN_S) * FPS))
+            out[max(0, f - 1): min(n_frames, f + 2)] = True
+    return out
+
+
+def stem_frames(x: np.ndarray, truth, rng: np.random.Generator, context: tuple[int, ...] = CONTEXT,
+                mask_ratio: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Training frames of one stem: every frame near a hit and NEGATIVE_SHARE of the others, less
+    the frames of masked_snares."""
     base = stem_features(prepare(x, SAMPLE_RATE))
     t = _targets(base.shape[1], truth)
     keep = t.any(axis=1) | (rng.random(base.shape[1]) < NEGATIVE_SHARE)
+    keep &= ~masked_snares(base.shape[1], truth, mask_ratio)
     return stacked(base, context)[keep].astype(np.float32), t[keep]
 
 
 def source_frames(kit, n_stems: int, seed: int, duration: float, eq: bool = True,
                   context: tuple[int, ...] = CONTEXT, partners: list | None = None,
-                  mix_share: float = MIX_SHARE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  mix_share: float = MIX_SHARE, combos: bool = False,
+                  mask_ratio: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames and labels of `n_stems` stems of `kit`, and per frame the index into `partners` of
     the kit that lent it pieces (-1: none; `mix_share` of the stems borrow when partners are given),
     so a cross-validation fold can leave out every stem that touched its kit."""
@@ -339,8 +379,8 @@ def source_frames(kit, n_stems: int, seed: int, duration: float, eq: bool = True
     for i in range(n_stems):
         other = int(mix.integers(len(partners))) if partners and mix.random() < mix_share else -1
         x, truth = render_stem(kit, seed * 1009 + i, duration, eq=eq,
-                               partner=partners[other] if other >= 0 else None)
-        fx, fy = stem_frames(x, truth, rng, context)
+                               partner=partners[other] if other >= 0 else None, combos=combos)
+        fx, fy = stem_frames(x, truth, rng, context, mask_ratio)
         xs.append(fx)
         ys.append(fy)
         others.append(np.full(fx.shape[0], other, dtype=np.int16))
@@ -378,6 +418,8 @@ class Recipe:
     eq: bool = True  # equalise every training stem (EQ_DB)
     context: tuple[int, ...] = CONTEXT
     mix_share: float = MIX_SHARE  # stems of a recorded kit played by hybrid_kit with another source
+    combos: bool = False  # scattered stems play every class combination equally often
+    mask_ratio: float = 0.0  # masked_snares: snares this much quieter than a kick or hat are not taught
 
 
 def _source_names(sources: list) -> list[str]:
@@ -386,7 +428,8 @@ def _source_names(sources: list) -> list[str]:
 
 def _synthetic_frames(recipe: Recipe) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return [source_frames(t, recipe.synthetic_stems, recipe.seed * 100 + 90 + i, recipe.duration, recipe.eq,
-                          recipe.context) for i, t in enumerate(SYNTHETIC) if recipe.synthetic_stems]
+                          recipe.context, combos=recipe.combos, mask_ratio=recipe.mask_ratio)
+            for i, t in enumerate(SYNTHETIC) if recipe.synthetic_stems]
 
 
 def _source_parts(recipe: Recipe, sources: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -396,7 +439,8 @@ def _source_parts(recipe: Recipe, sources: list) -> list[tuple[np.ndarray, np.nd
     for i, k in enumerate(sources):
         lenders = [j for j, o in enumerate(sources) if j != i and not isinstance(o, str)] if not isinstance(k, str) else []
         x, y, other = source_frames(k, recipe.stems_per_source, recipe.seed * 100 + i, recipe.duration, recipe.eq,
-                                    recipe.context, [sources[j] for j in lenders], recipe.mix_share)
+                                    recipe.context, [sources[j] for j in lenders], recipe.mix_share, recipe.combos,
+                                    recipe.mask_ratio)
         parts.append((x, y, np.where(other >= 0, np.array(lenders + [-1], dtype=np.int16)[other], -1)))
     return parts
 
@@ -486,7 +530,7 @@ SCORE_COLUMNS = ("kick", "snare", "hat", "onset", "snare P", "snare R", "false s
 
 
 def score_stems(model: DrumModel | None, stems: list[tuple[np.ndarray, list]],
-                threshold: float = THRESHOLD) -> np.ndarray:
+                threshold: float | tuple[float, ...] = THRESHOLD) -> np.ndarray:
     """SCORE_COLUMNS of `model` over (audio, truth) stems (None: the rhythm extractor's model, the
     transcriber before this one): mean kick, snare, hat and onset F1 per stem, then the snare
     figures of snare_summary over all stems' hits together."""
@@ -512,7 +556,8 @@ def _figures_line(values: list[float]) -> str:
 
 
 def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool = False,
-                   thresholds: tuple[float, ...] = (), folds: tuple[str, ...] = ()) -> dict[str, list[float]]:
+                   thresholds: tuple[float, ...] = (), folds: tuple[str, ...] = (),
+                   snare_thresholds: tuple[float, ...] = ()) -> dict[str, list[float]]:
     """Leave one tune source out: fit on the others, score clean stems of the left-out one
     (SCORE_COLUMNS). `folds`: leave out only these sources (a quick look while exploring; a choice
     is made on all of them)."""
@@ -532,10 +577,14 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
         log.info("left out %s: %s", kit.name, _figures_line(out[kit.name]))
         for th in thresholds:
             out[f"{kit.name} (threshold {th})"] = [round(float(v), 3) for v in score_stems(model, val, th)]
+        for th in snare_thresholds:
+            out[f"{kit.name} (snare threshold {th})"] = [round(float(v), 3) for v in
+                                                         score_stems(model, val, (THRESHOLD, th, THRESHOLD))]
         if baseline:
             out[kit.name + " (extractor model)"] = [round(float(v), 3) for v in score_stems(None, val)]
             log.info("   extractor's model: %s", _figures_line(out[kit.name + " (extractor model)"]))
-    for suffix in ("", " (extractor model)", *(f" (threshold {th})" for th in thresholds)):
+    for suffix in ("", " (extractor model)", *(f" (threshold {th})" for th in thresholds),
+                   *(f" (snare threshold {th})" for th in snare_thresholds)):
         rows = [v for k, v in out.items() if k.endswith(suffix) and (suffix or "(" not in k)]
         if rows:
             out["mean" + suffix] = [round(float(v), 3) for v in np.mean(rows, axis=0)]
@@ -594,20 +643,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context", type=int, nargs="+", default=list(CONTEXT), help="frame offsets seen")
     parser.add_argument("--no-eq", action="store_true", help="no EQ augmentation")
     parser.add_argument("--mix-share", type=float, default=Recipe.mix_share, help="share of hybrid-kit stems")
+    parser.add_argument("--mask-ratio", type=float, default=Recipe.mask_ratio, help="masked_snares ratio (0: off)")
+    parser.add_argument("--combos", action="store_true", help="scattered stems: class combinations equally often")
     parser.add_argument("--thresholds", type=float, nargs="*", default=(), help="cv: also score these thresholds")
+    parser.add_argument("--snare-thresholds", type=float, nargs="*", default=(),
+                        help="cv: also score these snare thresholds (kick and hat at THRESHOLD)")
     parser.add_argument("--baseline", action="store_true", help="cv: score the extractor's model on the same stems")
     parser.add_argument("--folds", nargs="*", default=(), help="cv: leave out only these tune sources (exploring)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     recipe = Recipe(stems_per_source=args.stems, hidden=args.hidden, seed=args.seed, eq=not args.no_eq,
-                    context=tuple(args.context), mix_share=args.mix_share)
+                    context=tuple(args.context), mix_share=args.mix_share,
+                    combos=args.combos, mask_ratio=args.mask_ratio)
     if args.command == "train":
         train(recipe, args.out)
     elif args.command == "heldout":
         print(json.dumps(held_out_report(args.set, args.before), indent=1))
     else:
         print(json.dumps(cross_validate(recipe, baseline=args.baseline, thresholds=tuple(args.thresholds),
-                                        folds=tuple(args.folds)), indent=1))
+                                        folds=tuple(args.folds), snare_thresholds=tuple(args.snare_thresholds)),
+                         indent=1))
 
 
 if __name__ == "__main__":
