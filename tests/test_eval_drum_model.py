@@ -88,8 +88,9 @@ def test_a_kit_not_trained_on_hears_no_snare_in_kick_plus_hat(tmp_path):
     """Regression (the combo defect): on kits it had not heard, the drum model took a kick+hat struck
     together for a snare (the gate's held-out kits: 98 false snares of 189). A small model fitted
     on four tune kits and the built-in kit hears grooves of a fifth tune kit, rumpf_kit_z01_gm: at
-    the old decision (every class at 0.5) it calls 14 of 77 kick+hat moments snares; with the
-    snare's own threshold, few."""
+    the old decision (every peak at 0.5) it calls 14 of 77 kick+hat moments snares; with
+    pick_hits' rule for a snare on a kick+hat, half as many (snares missed under a hat are not
+    fewer: docs/evaluation.md)."""
     from darc_bridge.rhythm.features import Onset
 
     names = ["Millo-Drums_v.1", "HardElectro1", "ElectricEmpireKit", "Millo_MultiLayered2", "rumpf_kit_z01_gm"]
@@ -99,19 +100,20 @@ def test_a_kit_not_trained_on_hears_no_snare_in_kick_plus_hat(tmp_path):
     model = drum_model.train(recipe, tmp_path / "m.npz", sources=[kits[n] for n in names[:4]] + ["builtin"])
     stems = [drum_model.render_stem(kits["rumpf_kit_z01_gm"], 77_000 + v, 10.0, augment=False) for v in range(4)]
 
-    def figures(thresholds):
+    def figures(on_kick_hat):
         counts = dict.fromkeys(drum_model.SNARE_ERRORS, 0)
         for x, truth in stems:
-            frames = drum_model.pick_hits(drum_model.probabilities(x, drum_model.SAMPLE_RATE, model), thresholds)
+            probs = drum_model.probabilities(x, drum_model.SAMPLE_RATE, model)
+            frames = drum_model.pick_hits(probs, on_kick_hat=on_kick_hat)
             found = [Onset(f / drum_model.FPS, c, 1.0) for c, fs in enumerate(frames) for f in fs]
             for k, v in drum_model.snare_errors(truth, found).items():
                 counts[k] += v
         return counts, drum_model.snare_summary(counts)
 
-    counts, (precision, _, false_on_kick_hat, _) = figures(drum_model.CLASS_THRESHOLDS)
-    old_counts, (old_precision, _, old_false, _) = figures(drum_model.THRESHOLD)
+    counts, (precision, _, false_on_kick_hat, _) = figures(drum_model.SNARE_ON_KICK_HAT)
+    old_counts, (old_precision, _, old_false, _) = figures(None)
     assert counts["kick_hat"] >= 50, counts  # the grooves do put kicks under hats
-    assert false_on_kick_hat <= 0.08 < old_false, (counts, old_counts)
+    assert old_false > 0.15 and false_on_kick_hat <= 0.1, (counts, old_counts)  # 14 of 77 -> 7
     assert precision > old_precision, (counts, old_counts)
 
 
