@@ -73,16 +73,18 @@ def spectrogram_plot(path: Path, title: str, rows: list[tuple[str, np.ndarray]],
 
 
 def gate_weights(checkpoint: str | Path) -> dict[str, str]:
-    """What a verdict is about: the model's weight files and the transcriber's, by SHA-256. A checkpoint
+    """What a verdict is about: the model's weight files and the transcriber (weights and code), by SHA-256. A checkpoint
     folder can be rewritten (the recipe's WORK/model) and the transcriber retrained, so a gate.json
     whose weights differ is stale, whatever its checkpoint path says."""
     import hashlib
 
-    from darc_bridge.eval.drum_model import MODEL_PATH
+    from darc_bridge.eval import drum_model, transcribe
 
     files = json.loads((Path(checkpoint) / "darc.json").read_text())["files"]
     weights = {name: str(v["sha256"]) for name, v in files.items()}
-    weights["transcriber"] = hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
+    # its weights and its decision code (thresholds, rules) alike
+    parts = [drum_model.MODEL_PATH, Path(drum_model.__file__), Path(transcribe.__file__)]
+    weights["transcriber"] = hashlib.sha256(b"".join(p.read_bytes() for p in parts)).hexdigest()
     return weights
 
 
