@@ -214,17 +214,15 @@ def train_codec(
     log.info("codec keeps %.0f %% of the energy above %d Hz", 100 * retention, HIGH_BAND_HZ)
     ckpt.codec = codec
     lm_origin = weight_origin(ckpt, "lm") if init is not None else "random"  # before `source` changes
-    decoder_steps = int(ckpt.manifest.get("decoder_steps", 0)) + len(losses)  # over every run on this codec
+    extra: dict[str, Any] = {"codec_high_band_retention": round(retention, 4)}
     if settings.decoder_only:
+        extra["decoder_steps"] = int(ckpt.manifest.get("decoder_steps", 0)) + len(losses)  # over every run
         trained = weight_origin(ckpt, "codec").split("+decoder:")[0]
-        ckpt.source = f"{trained}+decoder:{decoder_steps}steps"
+        ckpt.source = f"{trained}+decoder:{extra['decoder_steps']}steps"
     else:
         ckpt.source = f"codec-trained:{len(losses)}steps"
     ckpt.codec_source = ckpt.source
     ckpt.lm_source = lm_origin
-    extra: dict[str, Any] = {"codec_high_band_retention": round(retention, 4)}
-    if settings.decoder_only:
-        extra["decoder_steps"] = decoder_steps
     save_checkpoint(ckpt, out_dir, overwrite=True, extra=extra)
     return {"losses": losses, "checkpoint": str(out_dir), "high_band_retention": retention}
 

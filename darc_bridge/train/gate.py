@@ -73,9 +73,9 @@ def spectrogram_plot(path: Path, title: str, rows: list[tuple[str, np.ndarray]],
 
 
 def gate_weights(checkpoint: str | Path) -> dict[str, str]:
-    """What a verdict is about: the model's weight files and the transcriber (weights and code), by SHA-256. A checkpoint
-    folder can be rewritten (the recipe's WORK/model) and the transcriber retrained, so a gate.json
-    whose weights differ is stale, whatever its checkpoint path says."""
+    """What a verdict is about: the model's weight files and the transcriber (weights and code), by
+    SHA-256. A checkpoint folder can be rewritten (the recipe's WORK/model) and the transcriber
+    retrained, so a gate.json whose weights differ is stale, whatever its checkpoint path says."""
     import hashlib
 
     from darc_bridge.eval import drum_model, transcribe

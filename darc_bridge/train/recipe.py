@@ -288,7 +288,8 @@ def _model_with_decoder(corpus: Path, root: Path, darc_state: Path | None, codec
         train_codec(corpus, decoder, settings, init=str(decoder if done else codec_dir), deadline=deadline)
         done = decoder_steps_done(decoder)
     model = root / "model"
-    made_of = {"darc_state": str(darc_state), "darc_source": load_checkpoint(darc_state).source, "decoder_steps": done}
+    darc_source = json.loads((darc_state / "darc.json").read_text())["source"]
+    made_of = {"darc_state": str(darc_state), "darc_source": darc_source, "decoder_steps": done}
     if _done(model) and all(json.loads((model / "darc.json").read_text()).get(k) == v for k, v in made_of.items()):
         return model  # already this LM with this decoder
     ckpt = load_checkpoint(darc_state)
