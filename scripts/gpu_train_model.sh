@@ -17,9 +17,9 @@
 # recipe's work folder, default build/recipe-mini-gpu); RESUME (a model folder to continue, default
 # models/darc-mini when it exists; RESUME=none starts over); RECIPE_LIMIT (seconds the recipe may run,
 # default 520: the device call's 600 s less start-up and copying); BUDGET_MIN (the recipe's time
-# budget in minutes, default 6 at full scale: training ends by 0.8 x budget + 1 min, about 350 s, so
-# the 32-case gate has about 170 s before RECIPE_LIMIT; the scale's own 9 minutes would leave it
-# under a minute). A .gpu_site/ folder (scripts/gpu_site.sh) supplies the packages the GPU image lacks.
+# budget in minutes, default 5 at full scale: training ends by 0.8 x budget + 1 min, about 300 s, so
+# the guidance stage (8 validation cases x 3 coefficients) and the 32-case gate have about 220 s
+# before RECIPE_LIMIT; the scale's own 9 minutes would leave them under a minute). A .gpu_site/ folder (scripts/gpu_site.sh) supplies the packages the GPU image lacks.
 # Exit status: 0 gate passed (model in $OUT), 7 gate failed or not reached (checkpoint in $OUT),
 # 124 the recipe ran out of RECIPE_LIMIT (checkpoint in $OUT), 2 bad input, 3 cuda expected and
 # missing, 6 the code does not import, else the recipe's own status.
@@ -43,7 +43,7 @@ if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=
 PACK=${PACK:-build/pack.npz}
 WORK=${WORK:-build/recipe-mini-gpu}
 RECIPE_LIMIT=${RECIPE_LIMIT:-520}
-if [ -z "${BUDGET_MIN+x}" ] && [ "$SCALE" = full ]; then BUDGET_MIN=6; fi
+if [ -z "${BUDGET_MIN+x}" ] && [ "$SCALE" = full ]; then BUDGET_MIN=5; fi
 BUDGET_MIN=${BUDGET_MIN:-}
 if [ -z "${RESUME+x}" ] && [ -f models/darc-mini/darc.json ]; then RESUME=models/darc-mini; fi
 RESUME=${RESUME:-none}

@@ -90,3 +90,27 @@ def test_a_stem_that_plays_the_prompt_exactly_scores_onset_f1_one(evalset, monke
     monkeypatch.setattr(runner, "transcribe", lambda stem, sr: Transcription(list(onsets), np.zeros((3, 10)), 100.0))
     row = runner.score_stem(case, case.mix.mono(), case.mix.sample_rate)
     assert row["onset"]["f1"] == pytest.approx(1.0)
+
+
+def test_a_systems_generation_options_reach_the_engine(evalset, tmp_path):
+    """SystemSpec.extra goes to GenerationParams.extra: a guidance sweep (train/guidance.py) is a
+    list of systems that differ in it."""
+    from darc_bridge.engines import create_engine
+    from darc_bridge.eval.runner import SystemSpec
+
+    seen = []
+
+    class Recording:
+        def __init__(self, engine):
+            self.engine = engine
+
+        def load(self):
+            self.engine.load()
+
+        def generate(self, mix, prompt, params):
+            seen.append(dict(params.extra))
+            return self.engine.generate(mix, prompt, params)
+
+    systems = [SystemSpec("kit-a", "kit", {}, 1.0, extra={}), SystemSpec("kit-b", "kit", {}, 1.0, extra={"stems": "split"})]
+    report = run_eval(evalset, tmp_path / "r", systems, engine_factory=lambda s: Recording(create_engine(s.engine)))
+    assert seen == [{}, {}, {"stems": "split"}, {"stems": "split"}] and set(report["summary"]) == {"kit-a", "kit-b"}

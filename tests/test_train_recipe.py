@@ -136,6 +136,14 @@ def test_smoke_recipe_runs_every_stage_and_gates_the_model(smoke):
     assert any(not torch.equal(m[k], c[k]) for k in c if k.startswith("decoder."))
     lm = darc.model.state_dict()
     assert all(torch.equal(t, lm[k]) for k, t in model.model.state_dict().items())
+    # the guidance stage: chosen on validation cases of the tune kit, the gate sampled with it
+    from darc_bridge.train.guidance import CFG_CANDIDATES
+
+    chosen = json.loads((work / "guidance" / "guidance.json").read_text())["cfg_coef"]
+    assert chosen in CFG_CANDIDATES and model.config.cfg_coef == chosen == summary["guidance"]["cfg_coef"]
+    assert g["weights"]["sampling"].startswith(f"cfg_coef={chosen:g} ")
+    valid_kits = {json.loads(p.read_text())["kit"] for p in (work / "valid-set").glob("case_*/case.json")}
+    assert valid_kits == {"HardElectro1"}  # never the gate's held-out kit
 
 
 @pytest.mark.slow

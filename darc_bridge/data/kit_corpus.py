@@ -192,14 +192,21 @@ def write_kit_corpus(out: str | Path, songs: int, pack: SamplePack, duration: fl
 
 
 def write_gate_set(out: str | Path, pack: SamplePack, cases: int = 32, duration: float = 10.0,
-                   seed: int = 5000) -> list[Path]:
-    """The eval gate's cases (eval/runner.py format) from the pack's held-out kits only."""
+                   seed: int = 5000, split: str = "held_out") -> list[Path]:
+    """The eval gate's cases (eval/runner.py format) from the pack's held-out kits only.
+
+    `split="tune"` builds a validation set the same way from the kits training uses (with another
+    seed than the training songs'): settings are chosen on it, so the gate's kits stay unseen
+    (train/guidance.py)."""
     from darc_bridge.audio.prompts import add_noise, synth_prompt
     from darc_bridge.data.voices import render_onsets
 
-    kits = pack.split("held_out")
+    if split not in ("held_out", "tune"):
+        raise InputError(f"unknown kit split {split!r}; splits: held_out, tune")
+    kits = pack.split(split)
     if not kits:
-        raise InputError("the sample pack holds no held-out kit: the gate needs kits never trained on")
+        raise InputError("the sample pack holds no held-out kit: the gate needs kits never trained on"
+                         if split == "held_out" else "the sample pack holds no tune kit")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     sr = pack.sample_rate
@@ -232,7 +239,8 @@ def write_gate_set(out: str | Path, pack: SamplePack, cases: int = 32, duration:
         truth = _truth(groove, kit=kit.name, prompt_voice=voice, noise_snr_db=snr)
         truth["prompt_onsets"] = truth.pop("onsets")
         atomic_write(folder / "case.json", lambda tmp, t=truth: Path(tmp).write_text(json.dumps(t, indent=1)))
-    log.info("gate set: %d cases from held-out kits %s in %s", cases, ", ".join(k.name for k in kits), root)
+    log.info("%s set: %d cases from %s kits %s in %s", "gate" if split == "held_out" else "validation", cases,
+             split.replace("_", "-"), ", ".join(k.name for k in kits), root)
     return folders
 
 

@@ -63,6 +63,8 @@ class SystemSpec:
     # With `reference`: the drums encoded and decoded by this checkpoint's codec first, the most a
     # model on that codec can score (it can only ever play what its codec reconstructs).
     codec_checkpoint: str | None = None
+    # Engine generation options (GenerationParams.extra, engines/options.py), e.g. {"cfg_coef": 5.0}.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def default_systems(checkpoint: str | None = None, engine: str = "kit", kit_dir: str | None = None) -> list[SystemSpec]:
@@ -212,7 +214,7 @@ def run_eval(
                     stem, sr = _through_codec(codec, case.drums)
             else:
                 params = GenerationParams(temperature=spec.temperature, rhythm_strength=spec.rhythm_strength,
-                                          seed=seed)
+                                          seed=seed, extra=dict(spec.extra))
                 t0 = time.perf_counter()
                 result = engine.generate(case.mix, case.prompt, params)
                 seconds = time.perf_counter() - t0

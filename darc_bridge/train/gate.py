@@ -72,16 +72,20 @@ def spectrogram_plot(path: Path, title: str, rows: list[tuple[str, np.ndarray]],
     plt.close(fig)
 
 
-def gate_weights(checkpoint: str | Path) -> dict[str, str]:
+def gate_weights(checkpoint: str | Path, sampling: bool = True) -> dict[str, str]:
     """What a verdict is about: the model's weight files and the transcriber (weights and code), by
-    SHA-256. A checkpoint folder can be rewritten (the recipe's WORK/model) and the transcriber
-    retrained, so a gate.json whose weights differ is stale, whatever its checkpoint path says."""
+    SHA-256, and (`sampling`) the checkpoint's default guidance and top-k, which the gate samples
+    with. A checkpoint folder can be rewritten (the recipe's WORK/model, its guidance chosen by
+    train/guidance.py) and the transcriber retrained, so a gate.json whose weights differ is stale,
+    whatever its checkpoint path says."""
     import hashlib
 
     from darc_bridge.eval import drum_model, transcribe
 
-    files = json.loads((Path(checkpoint) / "darc.json").read_text())["files"]
-    weights = {name: str(v["sha256"]) for name, v in files.items()}
+    manifest = json.loads((Path(checkpoint) / "darc.json").read_text())
+    weights = {name: str(v["sha256"]) for name, v in manifest["files"].items()}
+    if sampling:
+        weights["sampling"] = f"cfg_coef={float(manifest['config']['cfg_coef']):g} top_k={manifest['config']['top_k']}"
     # its weights and its decision code (thresholds, rules) alike
     parts = [drum_model.MODEL_PATH, Path(drum_model.__file__), Path(transcribe.__file__)]
     weights["transcriber"] = hashlib.sha256(b"".join(p.read_bytes() for p in parts)).hexdigest()
@@ -148,6 +152,8 @@ def gate_markdown(g: dict[str, Any]) -> str:
         lines.append(f"| {k} | {_cell(g[k])} | {'' if target is None else f'>= {target}'} | "
                      f"{'' if target is None else ('yes' if g['checks'][k] else 'no')} | {_cell(ref.get(k))} | "
                      f"{_cell(coded.get(k))} |")
+    sampling = (g.get("weights") or {}).get("sampling")
     lines += ["", f"Rhythm off (STAGE behaviour): onset F1 {_cell(g['rhythm_off_onset_f1'])}.",
+              *([f"Sampled with the model's defaults: {sampling} (temperature 1)."] if sampling else []),
               f"Verdict: **{'passed' if g['passed'] else 'failed'}**."]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,8 @@
     darc    jump fine-tuning with adaptive in-attention on top of the base (MusiConGen)
     decoder the codec's decoder alone trains on (encoder and codebooks frozen: every token stays
             what the LM learned), then WORK/model = the DARC LM with that decoder
+    guidance the classifier-free guidance coefficient that follows the prompt best on a validation
+            set of `tune` kits (never the gate's), written as WORK/model's default (train/guidance.py)
     gate    32 cases from `held_out` kits, rhythm on and off, transcribed (train/gate.py)
     ship    fp16 safetensors + gate report + the exact command + data seed -> models/darc-mini,
             only if the gate passed
@@ -70,13 +72,14 @@ class Scale:
     decoder_steps: int = 0  # decoder-only codec steps after DARC (0: the model keeps the codec as trained)
     decoder_batch: int = 8
     decoder_segment_s: float = 1.0
+    valid_cases: int = 16  # validation cases (tune kits) the guidance stage scores each coefficient on
 
 
 SCALES: dict[str, Scale] = {
     # CI: every stage runs and writes its files in a couple of minutes on 2 cores; the gate is not met.
     "smoke": Scale("smoke", songs=3, song_s=8.0, codec_steps=12, codec_batch=2, codec_segment_s=0.5, base_steps=4,
                    darc_steps=4, batch_size=2, segment_s=4.0, min_s=1.0, max_s=2.0, gate_cases=2, gate_s=4.0,
-                   save_every=4, decoder_steps=3, decoder_batch=2, decoder_segment_s=0.5),
+                   save_every=4, decoder_steps=3, decoder_batch=2, decoder_segment_s=0.5, valid_cases=2),
     # A background run on a contended 2-core CPU in about 95 minutes. The codec gets 2000 steps at
     # most (a mini codec cut at 141 steps maps drums to one code per frame and cannot be learned
     # from); crops of 3-8 s reach the gate's 8 s cases, so generation stays at trained positions;
@@ -89,7 +92,7 @@ SCALES: dict[str, Scale] = {
     "full": Scale("full", songs=240, song_s=20.0, codec_steps=3000, codec_batch=16, codec_segment_s=1.0,
                   base_steps=3000, darc_steps=3000, batch_size=16, segment_s=10.0, min_s=5.0, max_s=10.0,
                   gate_cases=32, gate_s=10.0, save_every=250, variants=2, budget_s=9 * 60.0, cache_workers=0,
-                  decoder_steps=3000, decoder_batch=16),
+                  decoder_steps=3000, decoder_batch=16, valid_cases=8),
 }
 # Shares of a time budget: codec, base, DARC and decoder train in what is left after data, cache and gate.
 BUDGET_SHARES = {"codec": 0.2, "base": 0.28, "darc": 0.26, "decoder": 0.06}
@@ -102,7 +105,7 @@ DARC_RHYTHM_DROPOUT = 0.3
 # The decoder stage starts from a trained decoder: half the from-scratch codec rate, held constant so
 # that the steps of a run cut short and of the run that continues it count alike.
 DECODER_LR = 5e-4
-STAGES = ("pack", "data", "codec", "cache", "base", "darc", "decoder", "gate", "ship")
+STAGES = ("pack", "data", "codec", "cache", "base", "darc", "decoder", "guidance", "gate", "ship")
 
 
 @dataclass
@@ -232,6 +235,16 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
     if stop("decoder"):
         return RecipeResult(root, {}, None, times)
 
+    stage("guidance")
+    from darc_bridge.train.guidance import choose_guidance, with_guidance
+
+    valid_set = root / "valid-set"
+    write_gate_set(valid_set, samples, cases=s.valid_cases, duration=s.gate_s, seed=seed + 7000, split="tune")
+    guidance = choose_guidance(valid_set, root / "guidance", model, seed=seed)
+    with_guidance(model, guidance["cfg_coef"])
+    if stop("guidance"):
+        return RecipeResult(root, {}, None, times)
+
     stage("gate")
     from darc_bridge.train.gate import run_gate
 
@@ -258,6 +271,7 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
     summary = {"gate": gate, "shipped": str(shipped) if shipped else None, "stage_seconds": times,
                "codec": {k: load_checkpoint(codec_dir).manifest.get(k) for k in ("source", "codec_high_band_retention")},
                "base_history": _history(base_state), "darc_history": result["history"], "scale": asdict(s),
+               "guidance": {k: guidance[k] for k in ("cfg_coef", "scores", "figures", "cases")},
                "seed": seed}
     (root / "recipe.json").write_text(json.dumps(summary, indent=1, default=str))
     return RecipeResult(root, gate, shipped, times)
