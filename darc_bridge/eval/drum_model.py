@@ -748,8 +748,9 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
 def held_out_report(set_dir: Path, before: Path | None = None) -> dict[str, dict[str, list[float]]]:
     """The gate's reference drums (write_gate_set: 32 cases from the held-out kits, written to
     `set_dir` if missing) scored as eval/runner.py scores them (SCORE_COLUMNS), through the
-    extractor's model (the transcriber before the drum model), a `before` drum model file if given,
-    (deciding as it did: without the kick+hat rule of pick_hits) and the committed drum model, overall and per kit. Run once, at the end: the held-out figures
+    extractor's model (the transcriber before the drum model), a `before` drum model file if given
+    (deciding without and with the kick+hat rule of pick_hits) and the committed drum model, overall
+    and per kit. Run once, at the end: the held-out figures
     are reported, never tuned on."""
     from darc_bridge.data.kit_corpus import write_gate_set
     from darc_bridge.data.kit_pack import build_pack
@@ -761,6 +762,8 @@ def held_out_report(set_dir: Path, before: Path | None = None) -> dict[str, dict
     readers: dict[str, tuple[str, DrumModel | None, float | None]] = {"extractor model": ("extractor", None, None)}
     if before is not None:  # the earlier model as it decided: every class at THRESHOLD, no kick+hat rule
         readers[f"drum model {before.name} (before)"] = ("drum", DrumModel.load(before), None)
+        readers[f"drum model {before.name} (before, kick+hat rule)"] = ("drum", DrumModel.load(before),
+                                                                      SNARE_ON_KICK_HAT)
     readers["drum model (now)"] = ("drum", load_model(), SNARE_ON_KICK_HAT)
     rows: dict[str, dict[str, list]] = {name: {} for name in readers}
     counts: dict[str, dict[str, dict[str, int]]] = {name: {} for name in readers}
