@@ -152,3 +152,55 @@ def test_hybrid_kit_takes_whole_classes_from_its_partner():
         from_b = {PIECE_CLASS[p] for p, v in h.pieces.items() if v is b.pieces.get(p)}
         from_a = {PIECE_CLASS[p] for p, v in h.pieces.items() if v is a.pieces.get(p)}
         assert 1 <= len(from_b) <= 2 and not from_a & from_b and h.split == "tune", (from_a, from_b)
+
+
+def test_random_kits_are_reproducible_and_keep_the_classes_bands():
+    """Domain randomisation: a procedural kit has every piece the grooves play, three velocity
+    layers (a softer one duller), is fixed by its generator, and however its timbres fall, its kick
+    sits below its snare and its snare below its hat (what the classes are, beyond any one kit)."""
+    import librosa
+
+    from darc_bridge.data.grooves import PIECE_CLASS
+
+    a, b = drum_model.random_kit(np.random.default_rng(3)), drum_model.random_kit(np.random.default_rng(3))
+    assert set(a.pieces) == set(PIECE_CLASS) and a.split == "tune"
+    for piece, instruments in a.pieces.items():
+        assert np.array_equal(instruments[0][1].audio, b.pieces[piece][0][1].audio), piece
+    rng = np.random.default_rng(0)
+
+    def centroid(x):
+        return float(np.median(librosa.feature.spectral_centroid(y=x, sr=drum_model.SAMPLE_RATE, n_fft=512)))
+
+    for _ in range(8):
+        kit = drum_model.random_kit(rng)
+        layers = kit.pieces["snare"][0]
+        assert [s.velocity for s in layers] == sorted(s.velocity for s in layers)
+        assert centroid(layers[0].audio) < centroid(layers[-1].audio)  # a soft stroke is duller
+        kick, snare, hat = (centroid(kit.pieces[p][0][-1].audio) for p in ("kick", "snare", "hat"))
+        assert kick < snare < hat, (kick, snare, hat)
+        assert all(np.isfinite(s.audio).all() and np.max(np.abs(s.audio)) <= 1.0 + 1e-6
+                   for inst in kit.pieces.values() for s in inst[0])
+
+
+def test_without_tilt_takes_off_a_kits_spectral_tilt_and_keeps_the_hits():
+    rng = np.random.default_rng(1)
+    log_mel = rng.uniform(0, 2, (40, 300)).astype(np.float32)
+    bands = np.arange(40, dtype=np.float32)[:, None]
+    darker = log_mel + 0.8 - 0.03 * bands  # the same hits through a darker kit or desk
+    assert np.allclose(drum_model.without_tilt(darker), drum_model.without_tilt(log_mel), atol=1e-4)
+    out = drum_model.without_tilt(log_mel)
+    assert np.allclose(np.diff(out, axis=1), np.diff(log_mel, axis=1), atol=1e-5)  # frame to frame unchanged
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 epochs: a tiny fit
+def test_random_kit_stems_and_the_tilt_option_travel_with_the_model(tmp_path, tiny_sources):
+    recipe = drum_model.Recipe(**{**TINY.__dict__, "random_stems": 2, "tilt": True})
+    plain = drum_model.train(TINY, tmp_path / "a.npz", sources=tiny_sources)
+    model = drum_model.train(recipe, tmp_path / "b.npz", sources=tiny_sources)
+    loaded = drum_model.DrumModel.load(tmp_path / "b.npz")
+    assert loaded.tilt and not drum_model.DrumModel.load(tmp_path / "a.npz").tilt
+    assert not np.array_equal(plain.mean, model.mean)  # more (and other) frames went in
+    x, _ = drum_model.render_stem(tiny_sources[0], 5, 3.0)
+    with_tilt = drum_model.probabilities(x, drum_model.SAMPLE_RATE, loaded)
+    assert np.allclose(with_tilt, loaded.predict(drum_model.stem_features(drum_model.prepare(
+        x, drum_model.SAMPLE_RATE), tilt=True))[int(round(drum_model.LEAD_IN_S * drum_model.FPS)):])
