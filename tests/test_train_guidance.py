@@ -43,6 +43,9 @@ def fake_eval(monkeypatch):
 
 def test_the_best_coefficient_wins_ties_go_to_the_weaker_and_a_verdict_is_reused(tmp_path, fake_eval):
     save_checkpoint(random_checkpoint("tiny", seed=0), tmp_path / "m")
+    for case in ("case_000", "case_001"):
+        (tmp_path / "set" / case).mkdir(parents=True)
+        (tmp_path / "set" / case / "mix.wav").write_bytes(b"")  # the stand-in eval never reads it
     g = guidance.choose_guidance(tmp_path / "set", tmp_path / "out", tmp_path / "m")
     assert g["cfg_coef"] == 5.0 and g["scores"]["5"] == pytest.approx(0.7) and g["cases"] == 2
     assert json.loads((tmp_path / "out" / "guidance.json").read_text())["cfg_coef"] == 5.0
@@ -53,6 +56,10 @@ def test_the_best_coefficient_wins_ties_go_to_the_weaker_and_a_verdict_is_reused
     save_checkpoint(random_checkpoint("tiny", seed=1), tmp_path / "m", overwrite=True)
     guidance.choose_guidance(tmp_path / "set", tmp_path / "out", tmp_path / "m")
     assert len(fake_eval) == 3  # new weights: measured again
+    (tmp_path / "set" / "case_002").mkdir()
+    (tmp_path / "set" / "case_002" / "mix.wav").write_bytes(b"")
+    guidance.choose_guidance(tmp_path / "set", tmp_path / "out", tmp_path / "m")
+    assert len(fake_eval) == 4  # another validation set: measured again
     with pytest.raises(InputError, match="positive"):
         guidance.choose_guidance(tmp_path / "set", tmp_path / "out", tmp_path / "m", candidates=(0.0, 3.0))
 

@@ -46,9 +46,9 @@ def choose_guidance(valid_set: str | Path, out_dir: str | Path, checkpoint: str 
                     candidates: tuple[float, ...] = CFG_CANDIDATES, seed: int = 0) -> dict[str, Any]:
     """Evaluate `checkpoint` at each guidance coefficient on `valid_set`; returns {"cfg_coef": best,
     "scores": {coef: score}, "figures": {coef: summary row}, "weights": ...} (also OUT/guidance.json).
-    A guidance.json for the same weights is reused."""
+    A guidance.json for the same weights, candidates and validation cases is reused."""
     from darc_bridge.errors import InputError
-    from darc_bridge.eval.runner import SystemSpec, run_eval
+    from darc_bridge.eval import runner
     from darc_bridge.train.gate import gate_weights
 
     if not candidates or any(not c > 0 for c in candidates):
@@ -56,20 +56,22 @@ def choose_guidance(valid_set: str | Path, out_dir: str | Path, checkpoint: str 
     out = Path(out_dir)
     done = out / "guidance.json"
     weights = gate_weights(checkpoint, sampling=False)
+    names = [p.name for p in runner.find_cases(valid_set)]
     if done.is_file():
         previous = json.loads(done.read_text())
-        if previous.get("weights") == weights and previous.get("candidates") == list(candidates):
+        if (previous.get("weights"), previous.get("candidates"), previous.get("case_names")) == \
+                (weights, list(candidates), names):
             return previous
     opts = {"checkpoint": str(checkpoint)}
-    systems = [SystemSpec(f"cfg{c:g}", "darc", opts, 1.0, temperature=1.0, extra={"cfg_coef": float(c)})
+    systems = [runner.SystemSpec(f"cfg{c:g}", "darc", opts, 1.0, temperature=1.0, extra={"cfg_coef": float(c)})
                for c in candidates]
-    report = run_eval(valid_set, out / "eval", systems, seed=seed)
+    report = runner.run_eval(valid_set, out / "eval", systems, seed=seed)
     rows = {f"{c:g}": report["summary"][f"cfg{c:g}"] for c in candidates}
     scores = {k: guidance_score(v) for k, v in rows.items()}
     best = max(candidates, key=lambda c: scores[f"{c:g}"])  # ties: the first, i.e. the weaker guidance
     result = {"cfg_coef": float(best), "scores": scores,
               "figures": {k: {f: v.get(f) for f in (*SCORED, "hat_f1")} for k, v in rows.items()},
-              "candidates": list(candidates), "cases": len(report["cases"]), "weights": weights}
+              "candidates": list(candidates), "cases": len(report["cases"]), "case_names": names, "weights": weights}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(done, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     log.info("guidance %g chosen on %d validation cases (scores %s)", best, result["cases"],
