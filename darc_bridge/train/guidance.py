@@ -80,16 +80,19 @@ def choose_guidance(valid_set: str | Path, out_dir: str | Path, checkpoint: str 
 
 
 def with_guidance(checkpoint: str | Path, cfg_coef: float) -> bool:
-    """Write `cfg_coef` as the checkpoint's default guidance (its weights are untouched); returns
-    whether anything changed."""
-    from darc_bridge.model.checkpoint import load_checkpoint, save_checkpoint
+    """Write `cfg_coef` as the checkpoint's default guidance; returns whether anything changed.
+    Only the manifest is rewritten (atomically): the weight files and every other manifest key
+    (the recipe's `decoder_steps`, `darc_state`, ...) stay as they are."""
+    import os
 
-    path = Path(checkpoint)
-    manifest = json.loads((path / "darc.json").read_text())
+    from darc_bridge.model.checkpoint import MANIFEST
+
+    path = Path(checkpoint) / MANIFEST
+    manifest = json.loads(path.read_text())
     if float(manifest["config"]["cfg_coef"]) == float(cfg_coef):
         return False
-    ckpt = load_checkpoint(path)
-    ckpt.config.cfg_coef = float(cfg_coef)
-    keep = {k: v for k, v in manifest.items() if k in ("darc_state", "darc_source", "decoder_steps")}
-    save_checkpoint(ckpt, path, overwrite=True, extra={**keep, "guidance": "validation"})
+    manifest["config"]["cfg_coef"] = float(cfg_coef)
+    manifest["guidance"] = "validation"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)), suffix=".json")
+    os.chmod(path, 0o644)  # as save_checkpoint leaves it: a checkpoint is meant to be shared
     return True
