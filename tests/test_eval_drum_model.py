@@ -204,3 +204,85 @@ def test_random_kit_stems_and_the_tilt_option_travel_with_the_model(tmp_path, ti
     with_tilt = drum_model.probabilities(x, drum_model.SAMPLE_RATE, loaded)
     assert np.allclose(with_tilt, loaded.predict(drum_model.stem_features(drum_model.prepare(
         x, drum_model.SAMPLE_RATE), tilt=True))[int(round(drum_model.LEAD_IN_S * drum_model.FPS)):])
+
+
+# ---------------------------------------------------------------- the enlarged tune sources
+
+
+def test_added_sources_sit_in_their_own_split_tables_and_leave_the_gate_and_darc_as_they_were():
+    """Debian hydrogen-data's and TimGM6mb's kits are the transcriber's alone: the gate's held-out
+    kits are still exactly the five, and DARC's training pack (build_pack, HYDROGEN_KITS) does not
+    read the added kits, so its training songs do not change with them."""
+    from darc_bridge.kits.splits import (
+        GM_PROGRAMS,
+        SOUNDFONT_PROGRAMS,
+        TRANSCRIBER_HYDROGEN_KITS,
+        split_of_kit,
+    )
+
+    assert HYDROGEN_KITS["held_out"] == ("Audiophob", "BJA_Pacific", "Forzee Stereo Drumkit", "The Black Pearl 1.0",
+                                         "VariBreaks")
+    assert TRANSCRIBER_HYDROGEN_KITS["tune"] == ("TR808EmulationKit",)
+    assert "GMRockKit" in TRANSCRIBER_HYDROGEN_KITS["held_out"]  # The Black Pearl's samples
+    for table in (TRANSCRIBER_HYDROGEN_KITS, *SOUNDFONT_PROGRAMS.values()):
+        assert set(table["tune"]).isdisjoint(table["held_out"])
+    for name in (*TRANSCRIBER_HYDROGEN_KITS["tune"], *TRANSCRIBER_HYDROGEN_KITS["held_out"]):
+        assert split_of_kit(name) is None  # not in HYDROGEN_KITS: build_pack leaves it out
+    assert set(SOUNDFONT_PROGRAMS["TimGM6mb.sf2"]["tune"]).isdisjoint({"jazz", "room"})  # its standard again
+    assert GM_PROGRAMS["held_out"] == ("room", "tr808", "brush")
+    with pytest.raises(InputError, match="no usable Hydrogen drumkit"):
+        build_pack(drum_model.SAMPLE_RATE, drumkits=[_kit_xml("TR808EmulationKit"), _kit_xml("GMRockKit")])
+
+
+def test_held_out_and_unlisted_added_sources_are_refused_for_training(tmp_path):
+    near_copy = drum_model._hydrogen_kit("GMRockKit", drum_model.SAMPLE_RATE)
+    assert near_copy.split == "held_out" and {"kick", "snare", "hat"} <= set(near_copy.pieces)
+    with pytest.raises(InputError, match="held-out"):
+        drum_model.train(TINY, tmp_path / "x.npz", sources=[near_copy, "builtin"])
+    assert not (tmp_path / "x.npz").exists()
+    held_gm = drum_model._gm_kit("tr808", drum_model.SAMPLE_RATE)  # FluidR3's: held out
+    with pytest.raises(InputError, match="held-out"):
+        drum_model.train(TINY, tmp_path / "x.npz", sources=[held_gm])
+    with pytest.raises(InputError, match="no split table"):
+        drum_model._gm_kit("jazz", drum_model.SAMPLE_RATE, "TimGM6mb.sf2")
+    with pytest.raises(InputError, match="not in TRANSCRIBER_HYDROGEN_KITS"):
+        drum_model._hydrogen_kit("Audiophob", drum_model.SAMPLE_RATE)
+    with pytest.raises(InputError, match="unknown source set"):
+        drum_model.tune_sources(sources="everything")
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest normalised cross-correlation of two shots' first 0.4 s (1: the same samples)."""
+    n = int(0.4 * drum_model.SAMPLE_RATE)
+    a, b = a[:n], b[:n]
+    return float(np.max(np.abs(np.correlate(a, b, "full"))) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+@pytest.mark.slow
+def test_added_tune_sources_render_and_are_no_near_copy_of_held_out_material():
+    """The enlarged set is the base set in the same order (so its stems are the same) and then the
+    added kits, each with velocity layers of a kick, a snare and a hat; none of their kicks, snares
+    or hats is a near copy of a held-out kit's or FluidR3 program's (splits.py's rule), while the
+    check does find the one it is there for (GMRockKit is The Black Pearl 1.0)."""
+    from darc_bridge.kits.splits import GM_PROGRAMS, SOUNDFONT_PROGRAMS, TRANSCRIBER_HYDROGEN_KITS
+
+    base = [k.name for k in drum_model.tune_sources(sources="base")]
+    kits = drum_model.tune_sources(sources="enlarged")
+    added = kits[len(base):]
+    assert [k.name for k in kits[:len(base)]] == base
+    assert [k.name for k in added] == [*TRANSCRIBER_HYDROGEN_KITS["tune"],
+                                       *(f"TimGM6mb:{p}" for p in SOUNDFONT_PROGRAMS["TimGM6mb.sf2"]["tune"])]
+    held = build_pack(drum_model.SAMPLE_RATE, splits=("held_out",)).kits
+    held += [drum_model._gm_kit(p, drum_model.SAMPLE_RATE) for p in GM_PROGRAMS["held_out"]]
+    for kit in added:
+        assert kit.split == "tune"
+        for piece in ("kick", "snare", "hat"):
+            layers = kit.pieces[piece][0]
+            assert max(float(np.max(np.abs(s.audio))) for s in layers) > 0.5
+            assert layers[0].velocity <= layers[-1].velocity
+            nearest = max(_correlation(a[-1].audio, b[-1].audio) for a in kit.pieces[piece]
+                          for h in held for b in h.pieces[piece])
+            assert nearest < 0.9, (kit.name, piece, nearest)
+    black_pearl = next(k for k in held if k.name == "The Black Pearl 1.0")
+    near_copy = drum_model._hydrogen_kit("GMRockKit", drum_model.SAMPLE_RATE)
+    assert _correlation(near_copy.pieces["snare"][0][-1].audio, black_pearl.pieces["snare"][0][-1].audio) > 0.97

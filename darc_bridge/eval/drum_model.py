@@ -204,23 +204,40 @@ def pick_hits(probs: np.ndarray, threshold: float | tuple[float, ...] = THRESHOL
 # ---------------------------------------------------------------- training material (tune split only)
 
 
-def _gm_kit(program: str, sample_rate: int):
-    """A tune General MIDI program of FluidR3_GM as a sample-pack kit (3 velocity layers per note)."""
+SOUNDFONT_PACKAGES = {"FluidR3_GM.sf2": "fluid-soundfont-gm", "TimGM6mb.sf2": "timgm6mb-soundfont"}  # Debian's
+
+
+def _soundfont(file_name: str) -> Path:
+    from darc_bridge.errors import InputError
+    from darc_bridge.kits import find_soundfonts
+
+    for font in find_soundfonts():
+        if font.name.lower() == file_name.lower():
+            return font
+    package = SOUNDFONT_PACKAGES.get(file_name, "a package that ships it")
+    raise InputError(f"SoundFont {file_name} not found (Debian: apt install {package})")
+
+
+def _gm_kit(program: str, sample_rate: int, font: str = "FluidR3_GM.sf2"):
+    """A General MIDI program of `font` as a sample-pack kit (3 velocity layers per note), with its
+    split (kits.splits: GM_PROGRAMS for FluidR3_GM, named by program; SOUNDFONT_PROGRAMS for the
+    others, named "font:program"). A program that is in no split table is refused."""
     from darc_bridge.data.kit_pack import LONG_PIECES, LONG_S, SHORT_S, PackKit, Shot, _trim
-    from darc_bridge.kits import PIECE_GM_NOTES, find_soundfonts, render_gm_notes
+    from darc_bridge.errors import InputError
+    from darc_bridge.kits import PIECE_GM_NOTES, render_gm_notes
     from darc_bridge.kits.soundfont import GM_DRUM_PROGRAMS
-    from darc_bridge.kits.splits import split_of_kit
+    from darc_bridge.kits.splits import GM_PROGRAMS, SOUNDFONT_PROGRAMS
 
-    fonts = [f for f in find_soundfonts() if "fluidr3_gm" in f.name.lower()] or find_soundfonts()
-    if not fonts:
-        from darc_bridge.errors import InputError
-
-        raise InputError("no GM SoundFont found (Debian: apt install fluid-soundfont-gm)")
+    fluid = font == "FluidR3_GM.sf2"
+    table = GM_PROGRAMS if fluid else SOUNDFONT_PROGRAMS.get(font, {})
+    split = next((s for s, names in table.items() if program in names), None)
+    if split is None or program not in GM_DRUM_PROGRAMS:
+        raise InputError(f"GM program {program!r} of {font} is in no split table (kits/splits.py)")
     velocities = (40, 80, 120)
     notes = [(piece, note) for piece, ns in PIECE_GM_NOTES.items() for note in ns[:2]]
     hits = [(note, v) for _, note in notes for v in velocities]
-    shots = iter(render_gm_notes(fonts[0], hits, sample_rate, GM_DRUM_PROGRAMS[program], slot_s=1.3))
-    kit = PackKit(program, split_of_kit(program) or "unknown")
+    shots = iter(render_gm_notes(_soundfont(font), hits, sample_rate, GM_DRUM_PROGRAMS[program], slot_s=1.3))
+    kit = PackKit(program if fluid else f"{Path(font).stem}:{program}", split)
     for piece, _ in notes:
         seconds = LONG_S if piece in LONG_PIECES else SHORT_S
         layers = [Shot(_trim(next(shots).mean(axis=0), sample_rate, seconds), v / 127) for v in velocities]
@@ -231,13 +248,68 @@ def _gm_kit(program: str, sample_rate: int):
     return kit
 
 
-def tune_sources(sample_rate: int = SAMPLE_RATE) -> list:
-    """The tune Hydrogen kits and tune GM programs, as sample-pack kits at `sample_rate`."""
-    from darc_bridge.data.kit_pack import build_pack, check_training_kits
-    from darc_bridge.kits.splits import GM_PROGRAMS
+def _hydrogen_kit(name: str, sample_rate: int):
+    """A Hydrogen kit of kits.splits.TRANSCRIBER_HYDROGEN_KITS as a sample-pack kit, read as
+    data/kit_pack.build_pack reads the kits of HYDROGEN_KITS (which build_pack alone reads, so that
+    DARC's training pack does not change with these)."""
+    from darc_bridge.data.kit_pack import (
+        LONG_PIECES,
+        LONG_S,
+        MAX_INSTRUMENTS,
+        MAX_LAYERS,
+        REQUIRED_PIECES,
+        SHORT_S,
+        PackKit,
+        Shot,
+        _load_shot,
+    )
+    from darc_bridge.errors import InputError
+    from darc_bridge.kits import find_drumkits, read_drumkit
+    from darc_bridge.kits.splits import TRANSCRIBER_HYDROGEN_KITS
 
+    split = next((s for s, names in TRANSCRIBER_HYDROGEN_KITS.items() if name in names), None)
+    if split is None:
+        raise InputError(f"Hydrogen kit {name!r} is not in TRANSCRIBER_HYDROGEN_KITS (kits/splits.py)")
+    kits = [k for k in map(read_drumkit, find_drumkits()) if k.name == name]
+    if not kits:
+        raise InputError(f"Hydrogen kit {name!r} not found (Debian: apt install hydrogen-data)")
+    by_piece = kits[0].by_piece()
+    if not all(p in by_piece for p in REQUIRED_PIECES):
+        raise InputError(f"Hydrogen kit {name!r} has no {'/'.join(p for p in REQUIRED_PIECES if p not in by_piece)}")
+    kit = PackKit(name, split)
+    for piece, instruments in by_piece.items():
+        seconds = LONG_S if piece in LONG_PIECES else SHORT_S
+        for inst in instruments[:MAX_INSTRUMENTS]:
+            chosen = inst.layers if len(inst.layers) <= MAX_LAYERS else [
+                inst.layers[int(i)] for i in np.linspace(0, len(inst.layers) - 1, MAX_LAYERS).round()]
+            shots = [Shot(_load_shot(la.path, sample_rate, seconds) * la.gain, 0.5 * (la.min_velocity + la.max_velocity))
+                     for la in chosen]
+            shots = [s for s in shots if s.audio.size and np.max(np.abs(s.audio)) > 1e-4]
+            if shots:
+                peak = max(float(np.max(np.abs(s.audio))) for s in shots)
+                kit.pieces.setdefault(piece, []).append([Shot((s.audio / peak).astype(np.float32), s.velocity)
+                                                         for s in shots])
+    return kit
+
+
+SOURCE_SETS = ("base", "enlarged")  # Recipe.sources: the first 11 tune sources, or those and the ones added
+
+
+def tune_sources(sample_rate: int = SAMPLE_RATE, sources: str = "base") -> list:
+    """The tune sources as sample-pack kits at `sample_rate`: "base", the tune Hydrogen kits of
+    HYDROGEN_KITS and tune GM programs of FluidR3_GM; "enlarged", those (first, in the same order)
+    and the tune kits of TRANSCRIBER_HYDROGEN_KITS and of SOUNDFONT_PROGRAMS' SoundFonts."""
+    from darc_bridge.data.kit_pack import build_pack, check_training_kits
+    from darc_bridge.errors import InputError
+    from darc_bridge.kits.splits import GM_PROGRAMS, SOUNDFONT_PROGRAMS, TRANSCRIBER_HYDROGEN_KITS
+
+    if sources not in SOURCE_SETS:
+        raise InputError(f"unknown source set {sources!r}; choose from {', '.join(SOURCE_SETS)}")
     kits = build_pack(sample_rate, splits=("tune",)).kits
     kits += [_gm_kit(p, sample_rate) for p in GM_PROGRAMS["tune"]]
+    if sources == "enlarged":
+        kits += [_hydrogen_kit(n, sample_rate) for n in TRANSCRIBER_HYDROGEN_KITS["tune"]]
+        kits += [_gm_kit(p, sample_rate, font) for font, table in SOUNDFONT_PROGRAMS.items() for p in table["tune"]]
     check_training_kits(kits)
     return kits
 
@@ -467,6 +539,7 @@ class Recipe:
     mask_ratio: float = 0.0  # masked_snares: snares this much quieter than a kick or hat are not taught
     random_stems: int = 0  # stems each played by a fresh procedural random_kit (domain randomisation)
     tilt: bool = False  # stem_features: the stem's spectral tilt taken off the plain log-mel
+    sources: str = "base"  # tune_sources: which set of recorded tune sources (SOURCE_SETS)
 
 
 
@@ -604,7 +677,7 @@ def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | Non
     from darc_bridge.data.kit_pack import check_training_kits
 
     t0 = time.perf_counter()
-    sources = tune_sources() if sources is None else sources
+    sources = tune_sources(sources=recipe.sources) if sources is None else sources
     check_training_kits([k for k in sources if not isinstance(k, str)])
     parts = _source_parts(recipe, sources) + _synthetic_frames(recipe) + random_kit_frames(recipe)
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -717,7 +790,7 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
     """Leave one tune source out: fit on the others, score clean stems of the left-out one
     (SCORE_COLUMNS). `folds`: leave out only these sources (a quick look while exploring; a choice
     is made on all of them)."""
-    sources = tune_sources()
+    sources = tune_sources(sources=recipe.sources)
     frames = _source_parts(recipe, sources)
     synthetic = _synthetic_frames(recipe) + random_kit_frames(recipe)
     out = {}
@@ -811,6 +884,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="stems played by procedural random kits (domain randomisation)")
     parser.add_argument("--tilt", action="store_true", help="take each stem's spectral tilt off the plain log-mel")
     parser.add_argument("--combos", action="store_true", help="scattered stems: class combinations equally often")
+    parser.add_argument("--sources", choices=SOURCE_SETS, default=Recipe.sources,
+                        help="recorded tune sources: the first 11, or those and the ones added (tune_sources)")
     parser.add_argument("--thresholds", type=float, nargs="*", default=(), help="cv: also score these thresholds")
     parser.add_argument("--snare-thresholds", type=float, nargs="*", default=(),
                         help="cv: also score these snare thresholds (kick and hat at THRESHOLD)")
@@ -823,7 +898,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe = Recipe(stems_per_source=args.stems, hidden=args.hidden, seed=args.seed, eq=not args.no_eq,
                     context=tuple(args.context), mix_share=args.mix_share,
                     combos=args.combos, mask_ratio=args.mask_ratio, random_stems=args.random_stems,
-                    tilt=args.tilt)
+                    tilt=args.tilt, sources=args.sources)
     if args.command == "train":
         train(recipe, args.out)
     elif args.command == "heldout":
