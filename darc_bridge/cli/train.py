@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tokens, so the LM of --init stays valid and the output is a usable model)")
     p.add_argument("--adversarial-weight", type=float, default=0.0,
                    help="codec: weight of EnCodec's adversarial (hinge) loss from an MS-STFT discriminator, 0: off "
-                        "(works with --decoder-only; on the mini decoder it was measured worse, docs/training.md)")
+                        "(works with --decoder-only; measured on the mini decoder in docs/training.md: no steady gain)")
     p.add_argument("--feature-weight", type=float, default=0.0,
                    help="codec: weight of the discriminator's feature-matching loss, 0: off")
     p.add_argument("--snapshot-every", type=int, default=0,
