@@ -7,8 +7,8 @@ adversarial losses of the EnCodec paper (an MS-STFT discriminator, hinge losses 
 matching) are an option, off by default (`adversarial_weight`, `feature_weight`): reconstruction
 losses alone average the noisy part of a sound (a snare's wires) away, which a discriminator
 notices. Measured on the CPU recipe's decoder, the hinge loss made things worse (broadband hiss
-rather than snare wires) and feature matching alone was no steady gain (docs/training.md), so it
-stays off.
+rather than snare wires) and feature matching alone did no better than plain decoder steps
+(docs/training.md), so it stays off.
 The result is written as a DARC checkpoint (this codec plus the LM of --init, or a random LM of
 the preset), ready for `darc-bridge train cache` and `darc-bridge train`.
 """
