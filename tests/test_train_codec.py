@@ -119,3 +119,95 @@ def test_decoder_only_training_without_a_model_to_keep_is_a_clear_error(tmp_path
     write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
     with pytest.raises(InputError, match="needs --init"):
         train_codec(tmp_path / "corpus", tmp_path / "ckpt", CodecTrainSettings(steps=1, decoder_only=True))
+
+
+def test_adversarial_decoder_only_steps_keep_every_token_and_leave_the_discriminator_out(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from safetensors import safe_open
+
+    from darc_bridge.audio.io import Audio
+    from darc_bridge.model.checkpoint import save_checkpoint
+    from darc_bridge.model.codec import encode_audio
+
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    save_checkpoint(random_checkpoint("tiny", seed=3), tmp_path / "model", overwrite=True)
+    rc = train_main(["codec", "--data", str(tmp_path / "corpus"), "--init", str(tmp_path / "model"), "--out",
+                     str(tmp_path / "sharp"), "--decoder-only", "--steps", "3", "--batch-size", "2",
+                     "--segment-s", "0.25", "--lr", "3e-3", "--adversarial-weight", "1", "--feature-weight", "2"])
+    assert rc == 0 and "codec trained" in capsys.readouterr().out
+    before, after = load_checkpoint(tmp_path / "model"), load_checkpoint(tmp_path / "sharp")
+    b, a = before.codec.state_dict(), after.codec.state_dict()
+    assert set(a) == set(b)  # the same codec; nothing of the discriminator rides along
+    changed = {k for k in b if not torch.equal(b[k], a[k])}
+    assert changed and all(k.startswith("decoder.") for k in changed)
+    x = np.random.default_rng(1).standard_normal((1, 16000)).astype(np.float32) * 0.3
+    assert torch.equal(encode_audio(before.codec, Audio(x, 32000)), encode_audio(after.codec, Audio(x, 32000)))
+    with safe_open(str(tmp_path / "sharp" / "codec.safetensors"), "pt") as f:
+        assert not any("adversary" in k or "discriminator" in k for k in f.keys())
+    manifest = json.loads((tmp_path / "sharp" / "darc.json").read_text())
+    assert manifest["codec_adversarial"]["adversarial_weight"] == 1.0
+    assert manifest["codec_adversarial"]["feature_weight"] == 2.0
+
+
+def test_the_discriminator_trains_beside_the_codec_and_its_losses_are_reported(tmp_path):
+    from darc_bridge.model.checkpoint import save_checkpoint
+    from darc_bridge.train.codec import make_adversary
+
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    save_checkpoint(random_checkpoint("tiny", seed=3), tmp_path / "model", overwrite=True)
+    s = CodecTrainSettings(steps=2, batch_size=2, segment_s=0.25, lr=3e-3, decoder_only=True,
+                           adversarial_weight=1.0, feature_weight=1.0, disc_filters=4, disc_ffts=(512, 256),
+                           disc_crop_s=0.125)
+    adversary = make_adversary(s, 32000, "cpu")
+    start = {k: v.clone() for k, v in adversary.adversary.state_dict().items()}
+    result = train_codec(tmp_path / "corpus", tmp_path / "sharp", s, init=str(tmp_path / "model"),
+                         adversary=adversary)
+    now = adversary.adversary.state_dict()
+    assert any(not torch.equal(start[k], now[k]) for k in start)  # its own optimizer stepped
+    h = result["history"]
+    assert all(len(h[k]) == 2 for k in ("reconstruction", "adversarial", "feature", "discriminator"))
+    assert all(0 <= d <= 4 for d in h["discriminator"])  # hinge: real + fake terms, each in [0, 2] near the start
+    # the decoder minimised reconstruction + weighted adversarial + feature losses
+    assert result["losses"][0] == pytest.approx(h["reconstruction"][0] + h["adversarial"][0] + h["feature"][0],
+                                                rel=1e-5)
+
+
+def test_plain_codec_training_has_no_discriminator():
+    s = CodecTrainSettings()
+    assert not s.adversarial and CodecTrainSettings(feature_weight=1.0).adversarial
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"adversarial_weight": -1.0}, "adversarial_weight must be a finite number >= 0"),
+    ({"feature_weight": float("nan")}, "feature_weight must be a finite number >= 0"),
+    ({"adversarial_weight": float("inf")}, "adversarial_weight must be a finite number >= 0"),
+    ({"adversarial_weight": 1.0, "disc_filters": 0}, "disc_filters must be at least 1"),
+    ({"adversarial_weight": 1.0, "disc_ffts": ()}, "disc_ffts must be powers of two"),
+    ({"adversarial_weight": 1.0, "disc_ffts": (1000,)}, "disc_ffts must be powers of two"),
+    ({"adversarial_weight": 1.0, "disc_crop_s": 2.0}, r"disc_crop_s must be in \(0, segment_s"),
+    ({"adversarial_weight": 1.0, "disc_crop_s": 0.0}, r"disc_crop_s must be in \(0, segment_s"),
+])
+def test_bad_adversarial_settings_are_refused_by_name(bad, message):
+    with pytest.raises(InputError, match=message):
+        CodecTrainSettings(**bad)
+
+
+def test_a_discriminator_window_shorter_than_its_fft_and_a_stray_discriminator_are_refused(tmp_path):
+    from darc_bridge.train.codec import make_adversary
+
+    with pytest.raises(InputError, match="shorter than the discriminator's largest FFT"):
+        make_adversary(CodecTrainSettings(adversarial_weight=1.0, disc_crop_s=0.01), 32000, "cpu")
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    adversary = make_adversary(CodecTrainSettings(adversarial_weight=1.0), 32000, "cpu")
+    with pytest.raises(InputError, match="adversarial_weight and feature_weight are both 0"):
+        train_codec(tmp_path / "corpus", tmp_path / "ckpt", CodecTrainSettings(steps=1), adversary=adversary)
+
+
+def test_a_negative_adversarial_weight_on_the_command_line_exits_2(tmp_path, capsys):
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    rc = train_main(["codec", "--data", str(tmp_path / "corpus"), "--out", str(tmp_path / "ckpt"),
+                     "--adversarial-weight", "-0.5"])
+    assert rc == 2 and "adversarial_weight must be a finite number >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "ckpt").exists()

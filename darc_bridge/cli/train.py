@@ -61,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder-only", action="store_true",
                    help="codec: train only the decoder of --init (encoder and codebooks frozen: every audio keeps its "
                         "tokens, so the LM of --init stays valid and the output is a usable model)")
+    p.add_argument("--adversarial-weight", type=float, default=0.0,
+                   help="codec: weight of EnCodec's adversarial (hinge) loss from an MS-STFT discriminator, 0: off "
+                        "(works with --decoder-only; measured on the mini decoder in docs/training.md: no steady gain)")
+    p.add_argument("--feature-weight", type=float, default=0.0,
+                   help="codec: weight of the discriminator's feature-matching loss, 0: off")
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="codec: also save the model so far every this many steps, in OUT.snapshot")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -134,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
 
         s = CodecTrainSettings(steps=args.steps or 2000, batch_size=args.batch_size or 8, segment_s=args.segment_s,
                                lr=args.lr or 3e-4, seed=args.seed, device=args.device,
-                               decoder_only=args.decoder_only, snapshot_every=args.snapshot_every)
+                               decoder_only=args.decoder_only, snapshot_every=args.snapshot_every,
+                               adversarial_weight=args.adversarial_weight, feature_weight=args.feature_weight)
         result = train_codec(args.data, out, s, init=args.init, preset=args.preset)
         print(f"codec trained: loss {result['losses'][0]:.3f} -> {result['losses'][-1]:.3f}; checkpoint {out}")
         return 0

@@ -2,8 +2,13 @@
 
 For building the whole system without any pretrained weights; real users start from EnCodec
 32 kHz (`darc-bridge model init --from-musicgen`). Losses: L1 on the waveform, audiocraft's
-multi-scale mel loss and the quantizer's commitment penalty. The adversarial losses of the
-EnCodec paper are left out: a smaller, blurrier codec, but one that trains in minutes.
+multi-scale mel and multi-resolution STFT losses and the quantizer's commitment penalty. The
+adversarial losses of the EnCodec paper (an MS-STFT discriminator, hinge losses and feature
+matching) are an option, off by default (`adversarial_weight`, `feature_weight`): reconstruction
+losses alone average the noisy part of a sound (a snare's wires) away, which a discriminator
+notices. Measured on the CPU recipe's decoder, the hinge loss made things worse (broadband hiss
+rather than snare wires) and feature matching alone did no better than plain decoder steps
+(docs/training.md), so it stays off.
 The result is written as a DARC checkpoint (this codec plus the LM of --init, or a random LM of
 the preset), ready for `darc-bridge train cache` and `darc-bridge train`.
 """
@@ -54,8 +59,42 @@ class CodecTrainSettings:
     # the tokens it had and an LM trained on them stays valid. A codec whose decoder was cut short
     # (a time budget) can then go on improving how the model's drums sound, with no LM retraining.
     decoder_only: bool = False
+    # Adversarial training (EnCodec's): audiocraft's MS-STFT discriminator, hinge losses and
+    # feature matching; 0 and 0: off. EnCodec weighs adv 4, feat 4 against msspec 2 and L1 0.1 through
+    # a gradient balancer; here there is none, so the weights are raw and must leave the
+    # reconstruction losses most of the gradient on the decoder (the discriminator's gradients are a
+    # correction of the texture, not what decides the waveform; a fresh discriminator's feedback is
+    # noise at first). On a mini decoder the reconstruction gradient is ~10 against the hinge
+    # loss's 0.02-0.07 (growing) and feature matching's a tenth of that: A = 1, F = 10 was measured.
+    adversarial_weight: float = 0.0  # hinge generator loss, averaged over the discriminator's scales
+    feature_weight: float = 0.0  # L1 between its feature maps of real and decoded audio
+    # Discriminator size, for a 2-core CPU: audiocraft's 32 filters on 5 scales over 1 s crops take
+    # 27 s a step (batch 8, one thread); 8 filters on 3 scales over 0.25 s crops take 0.5 s, with
+    # the hop a quarter of each FFT as audiocraft's. 256 samples resolve a snare's attack (8 ms).
+    disc_filters: int = 8
+    disc_ffts: tuple[int, ...] = (1024, 512, 256)
+    disc_crop_s: float = 0.25  # the discriminator sees one random window this long of each batch
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("adversarial_weight", "feature_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InputError(f"codec {name} must be a finite number >= 0 (0: off), not {value}")
+        if self.adversarial:
+            if self.disc_filters < 1:
+                raise InputError(f"codec disc_filters must be at least 1, not {self.disc_filters}")
+            if not self.disc_ffts or any(n < 16 or n & (n - 1) for n in self.disc_ffts):
+                raise InputError(f"codec disc_ffts must be powers of two of at least 16, not {self.disc_ffts}")
+            if not 0 < self.disc_crop_s <= self.segment_s:
+                raise InputError(f"codec disc_crop_s must be in (0, segment_s = {self.segment_s}], "
+                                 f"not {self.disc_crop_s}")
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether a discriminator trains beside the codec."""
+        return self.adversarial_weight > 0 or self.feature_weight > 0
 
 
 def load_corpus_audio(root: str | Path, sample_rate: int, max_files: int = 2000) -> list[np.ndarray]:
@@ -84,6 +123,41 @@ def kmeans_init_codebooks(codec: torch.nn.Module, batch: torch.Tensor) -> None:
         layer._codebook.inited.fill_(0.0)
     with torch.no_grad():
         codec.train()(batch)
+
+
+def make_adversary(settings: CodecTrainSettings, sample_rate: int, device: str | torch.device) -> torch.nn.Module:
+    """audiocraft's MS-STFT discriminator with its hinge losses and L1 feature matching, wrapped in
+    its `AdversarialLoss` (which owns the discriminator's own Adam, EnCodec's betas and the codec's lr).
+
+    Training-only: it is never saved, so a resumed run starts a fresh discriminator."""
+    from audiocraft.adversarial import (
+        AdversarialLoss,
+        FeatureMatchingLoss,
+        MultiScaleSTFTDiscriminator,
+        get_adv_criterion,
+        get_fake_criterion,
+        get_real_criterion,
+    )
+
+    crop = int(settings.disc_crop_s * sample_rate)
+    if crop < max(settings.disc_ffts):
+        raise InputError(f"codec disc_crop_s {settings.disc_crop_s} s is {crop} samples, shorter than the "
+                         f"discriminator's largest FFT ({max(settings.disc_ffts)})")
+    ffts = list(settings.disc_ffts)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        disc = MultiScaleSTFTDiscriminator(settings.disc_filters, n_ffts=ffts, win_lengths=ffts,
+                                           hop_lengths=[n // 4 for n in ffts],
+                                           activation_params={"negative_slope": 0.3}).to(device)  # EnCodec's slope
+    optimizer = torch.optim.Adam(disc.parameters(), lr=settings.lr, betas=settings.betas)
+    return AdversarialLoss(disc, optimizer, loss=get_adv_criterion("hinge"), loss_real=get_real_criterion("hinge"),
+                           loss_fake=get_fake_criterion("hinge"), loss_feat=FeatureMatchingLoss(torch.nn.L1Loss()))
+
+
+def random_window(x: torch.Tensor, y: torch.Tensor, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random window of `n` samples of both batches (the discriminator's view)."""
+    start = int(rng.integers(0, x.shape[-1] - n + 1))
+    return x[..., start:start + n], y[..., start:start + n]
 
 
 class DeadCodeRestarter:
@@ -141,10 +215,13 @@ def train_codec(
     init: str | None = None,
     preset: str = "tiny",
     deadline: float | None = None,
+    adversary: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train the codec of `init` (or of a random `preset` checkpoint); save a DARC checkpoint to `out_dir`.
 
-    `deadline` (a time.time() value): stop early once it passes (a fixed time budget), then save."""
+    `deadline` (a time.time() value): stop early once it passes (a fixed time budget), then save.
+    `adversary`: with adversarial settings, the discriminator to train on (from `make_adversary`, e.g.
+    one that goes on from an earlier call); None: a fresh one. It is never written to `out_dir`."""
     from tqdm import tqdm
 
     from darc_bridge.compat import import_audiocraft
@@ -161,6 +238,8 @@ def train_codec(
 
     if settings.decoder_only and init is None:
         raise InputError("decoder-only codec training needs --init: a trained codec whose tokens it keeps")
+    if adversary is not None and not settings.adversarial:
+        raise InputError("a discriminator was given but adversarial_weight and feature_weight are both 0")
     device = resolve_device(settings.device)
     ckpt = load_checkpoint(init) if init else random_checkpoint(preset, seed=settings.seed)
     codec = ckpt.codec.to(device).train()
@@ -180,15 +259,28 @@ def train_codec(
         restarter = DeadCodeRestarter(codec)
     params = [p for p in codec.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, betas=settings.betas)
+    if settings.adversarial and adversary is None:
+        adversary = make_adversary(settings, sr, device)
+    disc_n = int(settings.disc_crop_s * sr)
     losses: list[float] = []
+    history: dict[str, list[float]] = {"reconstruction": [], "adversarial": [], "feature": [], "discriminator": []}
     t0 = time.perf_counter()
     bar = tqdm(range(settings.steps), desc="train codec", unit="step", file=sys.stderr, dynamic_ncols=True)
     for step in bar:
-        x = random_crops(clips, np.random.default_rng([settings.seed, step]), settings.batch_size, n).to(device)
+        rng = np.random.default_rng([settings.seed, step])
+        x = random_crops(clips, rng, settings.batch_size, n).to(device)
         y, penalty = _decoder_pass(codec, x) if settings.decoder_only else _full_pass(codec, x)
         loss = (settings.l1_weight * F.l1_loss(y, x) + settings.mel_weight * mel(y, x)
                 + settings.commit_weight * penalty
                 + (settings.stft_weight * stft(y, x) if settings.stft_weight else 0.0))
+        history["reconstruction"].append(float(loss.detach()))
+        if adversary is not None:
+            real, fake = random_window(x, y, disc_n, rng)
+            history["discriminator"].append(float(adversary.train_adv(fake, real).detach()))  # it detaches `fake`
+            adv, feat = adversary(fake, real)  # the discriminator just updated, read-only here
+            loss = loss + settings.adversarial_weight * adv + settings.feature_weight * feat
+            history["adversarial"].append(float(adv.detach()))
+            history["feature"].append(float(feat.detach()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, settings.clip_grad)
@@ -200,9 +292,17 @@ def train_codec(
             raise RuntimeError(f"codec loss became {value} at step {step}: lower the learning rate")
         losses.append(value)
         speed = (step + 1) * settings.batch_size * settings.segment_s / (time.perf_counter() - t0)
-        bar.set_postfix(loss=f"{value:.3f}", audio_s_per_s=f"{speed:.1f}")
+        shown = {"loss": f"{value:.3f}", "audio_s_per_s": f"{speed:.1f}"}
+        if adversary is not None:
+            shown["d"] = f"{history['discriminator'][-1]:.3f}"
+        bar.set_postfix(shown)
         if (step + 1) % settings.log_every == 0:
-            log.info("codec step %d loss %.4f", step + 1, value)
+            if adversary is None:
+                log.info("codec step %d loss %.4f", step + 1, value)
+            else:
+                log.info("codec step %d loss %.4f (reconstruction %.4f, adversarial %.4f, feature %.4f, "
+                         "discriminator %.4f)", step + 1, value,
+                         *(history[k][-1] for k in ("reconstruction", "adversarial", "feature", "discriminator")))
         if settings.snapshot_every and (step + 1) % settings.snapshot_every == 0:
             _snapshot(ckpt, codec, Path(str(out_dir) + ".snapshot"), step + 1, keep_lm=init is not None)
         if deadline is not None and time.time() >= deadline:
@@ -215,6 +315,9 @@ def train_codec(
     ckpt.codec = codec
     lm_origin = weight_origin(ckpt, "lm") if init is not None else "random"  # before `source` changes
     extra: dict[str, Any] = {"codec_high_band_retention": round(retention, 4)}
+    if settings.adversarial:  # provenance of the last run: how its decoder was pushed
+        extra["codec_adversarial"] = {k: getattr(settings, k) for k in ("adversarial_weight", "feature_weight",
+                                                                         "disc_filters", "disc_ffts", "disc_crop_s")}
     if settings.decoder_only:
         extra["decoder_steps"] = int(ckpt.manifest.get("decoder_steps", 0)) + len(losses)  # over every run
         trained = weight_origin(ckpt, "codec").split("+decoder:")[0]
@@ -224,7 +327,9 @@ def train_codec(
     ckpt.codec_source = ckpt.source
     ckpt.lm_source = lm_origin
     save_checkpoint(ckpt, out_dir, overwrite=True, extra=extra)
-    return {"losses": losses, "checkpoint": str(out_dir), "high_band_retention": retention}
+    # `losses`: what the codec minimised; `history`: its parts and the discriminator's own loss (empty
+    # without adversarial training). The discriminator is not saved: it only serves training.
+    return {"losses": losses, "history": history, "checkpoint": str(out_dir), "high_band_retention": retention}
 
 
 def _full_pass(codec: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
