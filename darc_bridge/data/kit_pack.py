@@ -21,6 +21,7 @@ import soundfile as sf
 from darc_bridge.audio.io import atomic_write
 from darc_bridge.errors import InputError
 from darc_bridge.kits import find_drumkits, read_drumkit
+from darc_bridge.kits.hydrogen import HydrogenKit
 from darc_bridge.kits.splits import HYDROGEN_KITS, split_of_kit
 
 log = logging.getLogger(__name__)
@@ -108,31 +109,39 @@ def build_pack(sample_rate: int = 32000, drumkits: list[Path] | None = None,
         if not all(p in by_piece for p in REQUIRED_PIECES):
             log.info("skipping kit %s: no %s", hk.name, "/".join(p for p in REQUIRED_PIECES if p not in by_piece))
             continue
-        kit = PackKit(hk.name, split)
-        for piece, instruments in by_piece.items():
-            seconds = LONG_S if piece in LONG_PIECES else SHORT_S
-            for inst in instruments[:MAX_INSTRUMENTS]:
-                chosen = inst.layers if len(inst.layers) <= MAX_LAYERS else [
-                    inst.layers[int(i)] for i in np.linspace(0, len(inst.layers) - 1, MAX_LAYERS).round()]
-                shots = []
-                for layer in chosen:
-                    try:
-                        audio = _load_shot(layer.path, sample_rate, seconds) * layer.gain
-                    except (RuntimeError, sf.LibsndfileError) as exc:
-                        log.warning("skipping sample %s: %s", layer.path, exc)
-                        continue
-                    if audio.size and np.max(np.abs(audio)) > 1e-4:
-                        shots.append(Shot(audio, 0.5 * (layer.min_velocity + layer.max_velocity)))
-                if shots:
-                    peak = max(float(np.max(np.abs(s.audio))) for s in shots)
-                    for s in shots:  # the loudest layer peaks at 1; softer layers keep their level
-                        s.audio = (s.audio / peak).astype(np.float32)
-                    kit.pieces.setdefault(piece, []).append(shots)
-        kits.append(kit)
+        kits.append(pack_kit(hk, split, sample_rate))
     if not kits:
         raise InputError("no usable Hydrogen drumkit found (install Debian's hydrogen-drumkits, or pass --pack FILE "
                          "with a sample pack built where it is installed)")
     return SamplePack(sample_rate, kits)
+
+
+def pack_kit(hk: HydrogenKit, split: str, sample_rate: int) -> PackKit:
+    """One Hydrogen kit (kits.read_drumkit) as a pack kit: up to MAX_INSTRUMENTS per piece, up to
+    MAX_LAYERS velocity layers each, every shot cut to its piece's length; unreadable or silent
+    samples are left out (with a warning)."""
+    by_piece = hk.by_piece()
+    kit = PackKit(hk.name, split)
+    for piece, instruments in by_piece.items():
+        seconds = LONG_S if piece in LONG_PIECES else SHORT_S
+        for inst in instruments[:MAX_INSTRUMENTS]:
+            chosen = inst.layers if len(inst.layers) <= MAX_LAYERS else [
+                inst.layers[int(i)] for i in np.linspace(0, len(inst.layers) - 1, MAX_LAYERS).round()]
+            shots = []
+            for layer in chosen:
+                try:
+                    audio = _load_shot(layer.path, sample_rate, seconds) * layer.gain
+                except (RuntimeError, sf.LibsndfileError) as exc:
+                    log.warning("skipping sample %s: %s", layer.path, exc)
+                    continue
+                if audio.size and np.max(np.abs(audio)) > 1e-4:
+                    shots.append(Shot(audio, 0.5 * (layer.min_velocity + layer.max_velocity)))
+            if shots:
+                peak = max(float(np.max(np.abs(s.audio))) for s in shots)
+                for s in shots:  # the loudest layer peaks at 1; softer layers keep their level
+                    s.audio = (s.audio / peak).astype(np.float32)
+                kit.pieces.setdefault(piece, []).append(shots)
+    return kit
 
 
 def save_pack(pack: SamplePack, path: str | Path) -> Path:

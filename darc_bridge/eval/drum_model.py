@@ -253,20 +253,10 @@ def _gm_kit(program: str, sample_rate: int, font: str = "FluidR3_GM.sf2"):
 
 
 def _hydrogen_kit(name: str, sample_rate: int):
-    """A Hydrogen kit of kits.splits.TRANSCRIBER_HYDROGEN_KITS as a sample-pack kit, read as
-    data/kit_pack.build_pack reads the kits of HYDROGEN_KITS (which build_pack alone reads, so that
-    DARC's training pack does not change with these)."""
-    from darc_bridge.data.kit_pack import (
-        LONG_PIECES,
-        LONG_S,
-        MAX_INSTRUMENTS,
-        MAX_LAYERS,
-        REQUIRED_PIECES,
-        SHORT_S,
-        PackKit,
-        Shot,
-        _load_shot,
-    )
+    """A Hydrogen kit of kits.splits.TRANSCRIBER_HYDROGEN_KITS as a sample-pack kit, read by the
+    same data/kit_pack.pack_kit as DARC's training pack reads the kits of HYDROGEN_KITS (which
+    build_pack alone reads, so that DARC's training pack does not change with these)."""
+    from darc_bridge.data.kit_pack import REQUIRED_PIECES, pack_kit
     from darc_bridge.errors import InputError
     from darc_bridge.kits import find_drumkits, read_drumkit
     from darc_bridge.kits.splits import TRANSCRIBER_HYDROGEN_KITS
@@ -280,21 +270,7 @@ def _hydrogen_kit(name: str, sample_rate: int):
     by_piece = kits[0].by_piece()
     if not all(p in by_piece for p in REQUIRED_PIECES):
         raise InputError(f"Hydrogen kit {name!r} has no {'/'.join(p for p in REQUIRED_PIECES if p not in by_piece)}")
-    kit = PackKit(name, split)
-    for piece, instruments in by_piece.items():
-        seconds = LONG_S if piece in LONG_PIECES else SHORT_S
-        for inst in instruments[:MAX_INSTRUMENTS]:
-            chosen = inst.layers if len(inst.layers) <= MAX_LAYERS else [
-                inst.layers[int(i)] for i in np.linspace(0, len(inst.layers) - 1, MAX_LAYERS).round()]
-            shots = [Shot(_load_shot(la.path, sample_rate, seconds) * la.gain, 0.5 * (la.min_velocity + la.max_velocity))
-                     for la in chosen]
-            shots = [s for s in shots if s.audio.size and np.max(np.abs(s.audio)) > 1e-4]
-            if shots:
-                peak = max(float(np.max(np.abs(s.audio))) for s in shots)
-                kit.pieces.setdefault(piece, []).append([Shot((s.audio / peak).astype(np.float32), s.velocity)
-                                                         for s in shots])
-    return kit
-
+    return pack_kit(kits[0], split, sample_rate)
 
 SOURCE_SETS = ("base", "enlarged")  # Recipe.sources: the first 11 tune sources, or those and the ones added
 
