@@ -27,6 +27,7 @@ def test_codec_loss_goes_down_and_checkpoint_holds_the_new_codec(tmp_path, capsy
                          segment_s=0.25, lr=1e-3), init=str(tmp_path / "ckpt"))
     losses = result["losses"]
     assert min(losses[-3:]) < losses[0]
+    assert load_checkpoint(tmp_path / "again").source == "codec-trained:14steps"  # 8 before, 6 now
 
 
 def test_snapshots_save_the_codec_mid_run_beside_the_output_without_marking_it_done(tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -322,8 +323,9 @@ def train_codec(
         extra["decoder_steps"] = int(ckpt.manifest.get("decoder_steps", 0)) + len(losses)  # over every run
         trained = weight_origin(ckpt, "codec").split("+decoder:")[0]
         ckpt.source = f"{trained}+decoder:{extra['decoder_steps']}steps"
-    else:
-        ckpt.source = f"codec-trained:{len(losses)}steps"
+    else:  # a codec continued from --init counts the steps it had before (its tokens change with every step)
+        before = re.match(r"codec-trained:(\d+)steps", weight_origin(ckpt, "codec")) if init is not None else None
+        ckpt.source = f"codec-trained:{(int(before.group(1)) if before else 0) + len(losses)}steps"
     ckpt.codec_source = ckpt.source
     ckpt.lm_source = lm_origin
     save_checkpoint(ckpt, out_dir, overwrite=True, extra=extra)
