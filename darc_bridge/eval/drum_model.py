@@ -272,6 +272,7 @@ def _hydrogen_kit(name: str, sample_rate: int):
         raise InputError(f"Hydrogen kit {name!r} has no {'/'.join(p for p in REQUIRED_PIECES if p not in by_piece)}")
     return pack_kit(kits[0], split, sample_rate)
 
+
 SOURCE_SETS = ("base", "enlarged")  # Recipe.sources: the first 11 tune sources, or those and the ones added
 
 

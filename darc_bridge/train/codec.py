@@ -329,8 +329,9 @@ def train_codec(
     ckpt.codec_source = ckpt.source
     ckpt.lm_source = lm_origin
     save_checkpoint(ckpt, out_dir, overwrite=True, extra=extra)
-    # `losses`: what the codec minimised; `history`: its parts and the discriminator's own loss (empty
-    # without adversarial training). The discriminator is not saved: it only serves training.
+    # `losses`: what the codec minimised; `history`: its reconstruction part, and with adversarial
+    # training its other parts and the discriminator's own loss (those lists stay empty without).
+    # The discriminator is not saved: it only serves training.
     return {"losses": losses, "history": history, "checkpoint": str(out_dir), "high_band_retention": retention}
 
 
