@@ -40,6 +40,38 @@ def test_snapshots_save_the_codec_mid_run_beside_the_output_without_marking_it_d
     assert any(not torch.equal(s[k], f[k]) for k in s)  # step 3's weights, not the final ones
 
 
+def test_a_snapshot_of_a_continued_codec_counts_its_earlier_steps(tmp_path):
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    settings = CodecTrainSettings(steps=4, batch_size=2, segment_s=0.25, snapshot_every=3, kmeans_batch=4)
+    train_codec(tmp_path / "corpus", tmp_path / "codec", settings, preset="tiny")
+    train_codec(tmp_path / "corpus", tmp_path / "more", settings, init=str(tmp_path / "codec.snapshot"))
+    assert load_checkpoint(tmp_path / "more.snapshot").source == "codec-snapshot:6steps"  # 3 before, 3 now
+    assert load_checkpoint(tmp_path / "more").source == "codec-trained:7steps"
+
+
+def test_training_the_whole_codec_of_a_trained_model_marks_its_lm_as_untrained(tmp_path, caplog):
+    from darc_bridge.model.checkpoint import is_random, save_checkpoint, weight_origin
+
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    model = random_checkpoint("tiny", seed=3)
+    model.source, model.codec_source, model.lm_source = "train:5steps", "codec-trained:9steps", "train:5steps"
+    save_checkpoint(model, tmp_path / "model", overwrite=True)
+    settings = CodecTrainSettings(steps=3, batch_size=2, segment_s=0.25, snapshot_every=2)
+    with caplog.at_level("WARNING", logger="darc_bridge.train.codec"):
+        train_codec(tmp_path / "corpus", tmp_path / "whole", settings, init=str(tmp_path / "model"))
+    assert "no longer fits" in caplog.text
+    for out in ("whole", "whole.snapshot"):  # every token changed: the old LM must not pass for a model
+        ckpt = load_checkpoint(tmp_path / out)
+        assert is_random(ckpt, "lm") and "train:5steps" in weight_origin(ckpt, "lm"), out
+    assert load_checkpoint(tmp_path / "whole").source == "codec-trained:12steps"
+    decoder = CodecTrainSettings(steps=2, batch_size=2, segment_s=0.25, snapshot_every=1, decoder_only=True)
+    train_codec(tmp_path / "corpus", tmp_path / "polished", decoder, init=str(tmp_path / "model"))
+    polished, snap = load_checkpoint(tmp_path / "polished"), load_checkpoint(tmp_path / "polished.snapshot")
+    assert weight_origin(polished, "lm") == weight_origin(snap, "lm") == "train:5steps"  # tokens kept: LM valid
+    assert polished.source == "codec-trained:9steps+decoder:2steps"
+    assert snap.source == "codec-trained:9steps+decoder-snapshot:2steps"
+
+
 def test_no_audio_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no audio files"):

@@ -244,6 +244,9 @@ def train_codec(
     device = resolve_device(settings.device)
     ckpt = load_checkpoint(init) if init else random_checkpoint(preset, seed=settings.seed)
     codec = ckpt.codec.to(device).train()
+    init_codec = weight_origin(ckpt, "codec") if init is not None else None  # before `source` changes
+    prior_decoder = int(ckpt.manifest.get("decoder_steps", 0))
+    lm_origin = _lm_origin(weight_origin(ckpt, "lm") if init is not None else "random", settings.decoder_only)
     sr = int(codec.sample_rate)
     clips = load_corpus_audio(audio_dir, sr)
     n = int(settings.segment_s * sr)
@@ -305,7 +308,9 @@ def train_codec(
                          "discriminator %.4f)", step + 1, value,
                          *(history[k][-1] for k in ("reconstruction", "adversarial", "feature", "discriminator")))
         if settings.snapshot_every and (step + 1) % settings.snapshot_every == 0:
-            _snapshot(ckpt, codec, Path(str(out_dir) + ".snapshot"), step + 1, keep_lm=init is not None)
+            _snapshot(ckpt, codec, Path(str(out_dir) + ".snapshot"),
+                      codec_origin(init_codec, prior_decoder, step + 1, settings.decoder_only, snapshot=True),
+                      lm_origin)
         if deadline is not None and time.time() >= deadline:
             log.info("codec time budget spent at step %d of %d", step + 1, settings.steps)
             break
@@ -314,18 +319,13 @@ def train_codec(
     retention = high_band_retention(codec, probe, sr)
     log.info("codec keeps %.0f %% of the energy above %d Hz", 100 * retention, HIGH_BAND_HZ)
     ckpt.codec = codec
-    lm_origin = weight_origin(ckpt, "lm") if init is not None else "random"  # before `source` changes
     extra: dict[str, Any] = {"codec_high_band_retention": round(retention, 4)}
     if settings.adversarial:  # provenance of the last run: how its decoder was pushed
         extra["codec_adversarial"] = {k: getattr(settings, k) for k in ("adversarial_weight", "feature_weight",
                                                                          "disc_filters", "disc_ffts", "disc_crop_s")}
     if settings.decoder_only:
-        extra["decoder_steps"] = int(ckpt.manifest.get("decoder_steps", 0)) + len(losses)  # over every run
-        trained = weight_origin(ckpt, "codec").split("+decoder:")[0]
-        ckpt.source = f"{trained}+decoder:{extra['decoder_steps']}steps"
-    else:  # a codec continued from --init counts the steps it had before (its tokens change with every step)
-        before = re.match(r"codec-trained:(\d+)steps", weight_origin(ckpt, "codec")) if init is not None else None
-        ckpt.source = f"codec-trained:{(int(before.group(1)) if before else 0) + len(losses)}steps"
+        extra["decoder_steps"] = prior_decoder + len(losses)  # over every run
+    ckpt.source = codec_origin(init_codec, prior_decoder, len(losses), settings.decoder_only)
     ckpt.codec_source = ckpt.source
     ckpt.lm_source = lm_origin
     save_checkpoint(ckpt, out_dir, overwrite=True, extra=extra)
@@ -350,18 +350,43 @@ def _decoder_pass(codec: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
     return codec.postprocess(codec.decoder(emb), scale)[..., : x.shape[-1]], 0.0
 
 
-def _snapshot(ckpt, codec: torch.nn.Module, out: Path, step: int, keep_lm: bool = False) -> None:
-    """Save the codec at `step` (its weights are copied to the CPU; training goes on untouched), with the
-    LM of --init when `keep_lm` (a decoder-only run on a trained model: the snapshot is a usable model)."""
+def codec_origin(init_codec: str | None, prior_decoder: int, steps: int, decoder_only: bool,
+                 snapshot: bool = False) -> str:
+    """The provenance of a codec after `steps` of this run, counting what it had before.
+
+    A whole codec continued from --init ("codec-trained:1570steps", or a snapshot of one) adds its
+    steps to the earlier ones: its tokens change with every step. A decoder-only run keeps the
+    tokens and so the codec's own count, and adds to its decoder steps. `snapshot`: the same for a
+    mid-run snapshot, marked as one ("codec-snapshot:..." / "...+decoder-snapshot:...")."""
+    if decoder_only:
+        trained = (init_codec or "random").split("+decoder")[0]
+        return f"{trained}+decoder{'-snapshot' if snapshot else ''}:{prior_decoder + steps}steps"
+    before = re.match(r"codec-(?:trained|snapshot):(\d+)steps", init_codec or "")
+    return f"codec-{'snapshot' if snapshot else 'trained'}:{(int(before.group(1)) if before else 0) + steps}steps"
+
+
+def _lm_origin(init_lm: str, decoder_only: bool) -> str:
+    """What the saved LM is: the LM of --init, which a decoder-only run keeps valid. Training the
+    whole codec changes every token (docs/training.md: 0.1-1 % of a codebook's codes survive 1500
+    steps), so an LM trained on the old tokens plays noise with the new codec: it is saved as
+    "random", which the LM trainer treats as a fresh start, never as a model to use."""
+    if decoder_only or init_lm.startswith("random"):
+        return init_lm
+    log.warning("training the whole codec changes its tokens: the LM of --init (%s) no longer fits them and is "
+                "saved as untrained (use --decoder-only to keep it valid)", init_lm)
+    return f"random (stale: learned on the tokens before this codec training; was {init_lm})"
+
+
+def _snapshot(ckpt, codec: torch.nn.Module, out: Path, source: str, lm_source: str) -> None:
+    """Save the codec so far (its weights are copied to the CPU; training goes on untouched) with the
+    LM of --init, usable after a decoder-only run (`lm_source` says which; _lm_origin)."""
     import dataclasses
 
-    from darc_bridge.model.checkpoint import save_checkpoint, weight_origin
+    from darc_bridge.model.checkpoint import save_checkpoint
 
-    source = f"codec-snapshot:{step}steps"
-    snap = dataclasses.replace(ckpt, codec=codec, source=source, codec_source=source,
-                               lm_source=weight_origin(ckpt, "lm") if keep_lm else "random")
+    snap = dataclasses.replace(ckpt, codec=codec, source=source, codec_source=source, lm_source=lm_source)
     save_checkpoint(snap, out, overwrite=True)
-    log.info("codec snapshot at step %d in %s", step, out)
+    log.info("codec snapshot (%s) in %s", source, out)
 
 
 HIGH_BAND_HZ = 5000  # above this a drum kit is hats, cymbals and the snare's wires
