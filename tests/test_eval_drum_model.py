@@ -353,6 +353,13 @@ def test_a_combo_model_round_trips_and_a_sigmoid_file_loads_as_before(tmp_path, 
     assert np.all((probs >= 0) & (probs <= 1))
     marginal = drum_model.class_probabilities(probs)
     assert marginal.shape[1] == 3 and np.all(marginal <= 1.0 + 1e-5)
+    from darc_bridge.eval.transcribe import transcribe
+
+    t = transcribe(x, drum_model.SAMPLE_RATE, model=loaded)  # the transcriber reads either head
+    assert t.activations.shape[0] == 3 and np.all(t.activations <= 1.0 + 1e-5)
+    hits = drum_model.pick_hits(probs)
+    assert sorted((o.time, o.cls) for o in t.onsets) == sorted(
+        (round(f / drum_model.FPS, 4), c) for c, fs in enumerate(hits) for f in fs if f / drum_model.FPS < 3.0)
 
     # a file written before the combo head (no "head" in its meta) loads as the sigmoids it holds
     plain = drum_model.train(TINY, tmp_path / "plain.npz", sources=tiny_sources)
@@ -388,3 +395,5 @@ def test_an_unknown_head_is_an_input_error(capsys):
     with pytest.raises(SystemExit) as exc:
         drum_model.main(["train", "--head", "softmax"])
     assert exc.value.code == 2 and "--head" in capsys.readouterr().err
+    with pytest.raises(InputError, match="combo head"):  # before any rendering
+        drum_model.cross_validate(drum_model.Recipe(), decisions=("argmax",))
