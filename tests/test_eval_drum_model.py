@@ -337,6 +337,8 @@ def test_the_combo_decision_reads_the_competing_combinations_at_each_onset():
         drum_model.pick_hits(probs, decision="vote")
     with pytest.raises(ValueError, match="one threshold"):
         drum_model.pick_hits(probs, threshold=(0.5, 0.7, 0.5))
+    with pytest.raises(ValueError, match="on_kick_hat"):
+        drum_model.pick_hits(probs, on_kick_hat="always")
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 epochs: a tiny fit

@@ -278,6 +278,8 @@ def pick_hits(probs: np.ndarray, threshold: float | tuple[float, ...] = THRESHOL
     from darc_bridge.rhythm.nmf import _pick_onsets
 
     combo = probs.shape[1] == N_COMBOS
+    if isinstance(on_kick_hat, str) and on_kick_hat != "head":
+        raise ValueError(f"on_kick_hat: a probability, None or 'head', not {on_kick_hat!r}")
     if on_kick_hat == "head":
         on_kick_hat = COMBO_ON_KICK_HAT if combo else SNARE_ON_KICK_HAT
     if combo:
