@@ -286,3 +286,116 @@ def test_added_tune_sources_render_and_are_no_near_copy_of_held_out_material():
     black_pearl = next(k for k in held if k.name == "The Black Pearl 1.0")
     near_copy = drum_model._hydrogen_kit("GMRockKit", drum_model.SAMPLE_RATE)
     assert _correlation(near_copy.pieces["snare"][0][-1].audio, black_pearl.pieces["snare"][0][-1].audio) > 0.97
+
+
+# ---------------------------------------------------------------- the combo head (a softmax over class combinations)
+
+
+def test_combo_labels_name_the_combination_of_classes_starting_at_each_frame():
+    from darc_bridge.rhythm.features import Onset
+
+    truth = [Onset(0.2, 0, 0.9), Onset(0.2, 2, 0.6), Onset(0.6, 1, 0.9), Onset(0.6, 2, 0.6), Onset(1.0, 0, 0.9),
+             Onset(1.0, 1, 0.8), Onset(1.0, 2, 0.5), Onset(1.4, 1, 0.7)]
+    n = int(1.8 * drum_model.FPS)
+    labels = drum_model.combo_labels(drum_model._targets(n, truth))
+    frame = {t: int(round((t + drum_model.LEAD_IN_S) * drum_model.FPS)) for t in (0.2, 0.6, 1.0, 1.4)}
+    assert [labels[frame[t]] for t in (0.2, 0.6, 1.0, 1.4)] == [5, 6, 7, 2]  # K+H, S+H, K+S+H, S
+    assert labels[frame[0.2] + 1] == 5 and labels[frame[0.2] + 2] == 0  # the hit's frame either side only
+    assert np.count_nonzero(labels) == 4 * 3
+    assert drum_model.MEMBERSHIP[5].tolist() == [1, 0, 1] and drum_model.MEMBERSHIP[0].sum() == 0
+
+
+def _combo_probs(rows: dict[int, dict[int, float]], n: int = 60) -> np.ndarray:
+    """(n x 8) combo-head output: P(none) 1 except at the given frames' given combinations."""
+    probs = np.zeros((n, drum_model.N_COMBOS), dtype=np.float32)
+    probs[:, 0] = 1.0
+    for f, combos in rows.items():
+        probs[f] = 0.0
+        for combo, p in combos.items():
+            probs[f, combo] = p
+        probs[f, 0] = 1.0 - sum(combos.values())
+    return probs
+
+
+def test_the_combo_decision_reads_the_competing_combinations_at_each_onset():
+    """At a kick+hat onset where the softmax prefers kick+hat (0.45) over kick+snare+hat (0.35), the
+    argmax decision finds a kick and a hat, no snare, although the snare's marginal (0.35) is not
+    far off; the marginal decision takes every class reaching 0.5 (here the same); a weak rise
+    (1 - P(none) below 0.5) is no onset; two onsets keep their own combinations."""
+    probs = _combo_probs({10: {5: 0.45, 7: 0.35, 1: 0.1}, 30: {6: 0.7, 2: 0.2}, 50: {1: 0.3}})
+    for decision in drum_model.COMBO_DECISIONS:
+        hits = drum_model.pick_hits(probs, decision=decision, on_kick_hat=None)
+        assert [h.tolist() for h in hits] == [[10], [30], [10, 30]], decision
+    marginal = drum_model.class_probabilities(probs)
+    assert np.allclose(marginal[10], [0.9, 0.35, 0.8]) and np.allclose(marginal[30], [0.0, 0.9, 0.7])
+    # the two decisions differ where no combination holds most of the mass: K+S 0.3, K+H 0.3
+    split = _combo_probs({10: {3: 0.3, 5: 0.3, 4: 0.05}})
+    argmax = drum_model.pick_hits(split, decision="argmax", on_kick_hat=None)
+    assert len(argmax[0]) == 1 and len(argmax[1]) + len(argmax[2]) == 1  # one of the two, whole
+    assert [h.tolist() for h in drum_model.pick_hits(split, decision="marginal", on_kick_hat=None)] == [[10], [], []]
+    with pytest.raises(ValueError, match="unknown combo decision"):
+        drum_model.pick_hits(probs, decision="vote")
+    with pytest.raises(ValueError, match="one threshold"):
+        drum_model.pick_hits(probs, threshold=(0.5, 0.7, 0.5))
+    with pytest.raises(ValueError, match="on_kick_hat"):
+        drum_model.pick_hits(probs, on_kick_hat="always")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 epochs: a tiny fit
+def test_a_combo_model_round_trips_and_a_sigmoid_file_loads_as_before(tmp_path, tiny_sources):
+    recipe = drum_model.Recipe(**{**TINY.__dict__, "head": "combo"})
+    model = drum_model.train(recipe, tmp_path / "combo.npz", sources=tiny_sources)
+    loaded = drum_model.DrumModel.load(tmp_path / "combo.npz")
+    assert loaded.head == "combo" and loaded.w2.shape == (TINY.hidden, drum_model.N_COMBOS)
+    for k in ("mean", "scale", "w1", "b1", "w2", "b2"):
+        assert np.array_equal(getattr(model, k), getattr(loaded, k)), k
+    x, _ = drum_model.render_stem(tiny_sources[0], 5, 3.0)
+    probs = drum_model.probabilities(x, drum_model.SAMPLE_RATE, loaded)
+    assert probs.shape[1] == drum_model.N_COMBOS and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert np.all((probs >= 0) & (probs <= 1))
+    marginal = drum_model.class_probabilities(probs)
+    assert marginal.shape[1] == 3 and np.all(marginal <= 1.0 + 1e-5)
+    from darc_bridge.eval.transcribe import transcribe
+
+    t = transcribe(x, drum_model.SAMPLE_RATE, model=loaded)  # the transcriber reads either head
+    assert t.activations.shape[0] == 3 and np.all(t.activations <= 1.0 + 1e-5)
+    hits = drum_model.pick_hits(probs)
+    assert sorted((o.time, o.cls) for o in t.onsets) == sorted(
+        (round(f / drum_model.FPS, 4), c) for c, fs in enumerate(hits) for f in fs if f / drum_model.FPS < 3.0)
+
+    # a file written before the combo head (no "head" in its meta) loads as the sigmoids it holds
+    plain = drum_model.train(TINY, tmp_path / "plain.npz", sources=tiny_sources)
+    import json
+
+    with np.load(tmp_path / "plain.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    del meta["head"]
+    old = tmp_path / "old.npz"
+    np.savez_compressed(old, **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    reread = drum_model.DrumModel.load(old)
+    assert reread.head == "sigmoid"
+    before = drum_model.probabilities(x, drum_model.SAMPLE_RATE, plain)
+    assert np.array_equal(drum_model.probabilities(x, drum_model.SAMPLE_RATE, reread), before)
+    assert before.shape[1] == 3 and np.array_equal(drum_model.class_probabilities(before), before)
+    # sigmoids decide as they did: per class at the threshold, the kick+hat rule at SNARE_ON_KICK_HAT
+    for a, b in zip(drum_model.pick_hits(before), drum_model.pick_hits(before, on_kick_hat=drum_model.SNARE_ON_KICK_HAT),
+                    strict=True):
+        assert np.array_equal(a, b)
+    # the committed file (sigmoids) still loads with its three outputs
+    assert drum_model.load_model().head in drum_model.HEADS
+    # a head the meta names but the weights do not hold is refused
+    meta["head"] = "combo"
+    np.savez_compressed(old, **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    with pytest.raises(ValueError, match="unknown output head"):
+        drum_model.DrumModel.load(old)
+
+
+def test_an_unknown_head_is_an_input_error(capsys):
+    with pytest.raises(InputError, match="unknown drum model head 'softmax'"):
+        drum_model.Recipe(head="softmax")
+    with pytest.raises(SystemExit) as exc:
+        drum_model.main(["train", "--head", "softmax"])
+    assert exc.value.code == 2 and "--head" in capsys.readouterr().err
+    with pytest.raises(InputError, match="combo head"):  # before any rendering
+        drum_model.cross_validate(drum_model.Recipe(), decisions=("argmax",))

@@ -37,7 +37,9 @@ Retrain: `python -m darc_bridge.eval.drum_model train` (about 1.5 minutes on one
 kits and programs that chose the settings (it gives snare precision, recall and the superposition
 errors too: false snares on a kick+hat, snares missed under a cymbal; `Recipe` keeps the training
 options tried against them: hybrid kits, untaught masked snares, balanced combinations);
-`... heldout` scores the gate's reference drums with both transcribers (and an earlier model file).
+`... heldout` scores the gate's reference drums with both transcribers (and an earlier model file);
+`... cv --head combo --decisions argmax marginal` the joint head, each decision with and without the
+kick+hat rule (`train --head combo` writes such a model).
 Nothing here is tuned on held-out kits (figures: docs/evaluation.md).
 
 Two options aimed at kits never heard were tried after that and are kept off by default
@@ -50,6 +52,10 @@ More recorded tune sources (`Recipe.sources = "enlarged"`, `--sources enlarged`:
 TR808EmulationKit and five GM programs of TimGM6mb, kits.splits' TRANSCRIBER_HYDROGEN_KITS and
 SOUNDFONT_PROGRAMS) left the 11 old folds level (snare 0.762 -> 0.765, precision up, recall down)
 and, measured once on the gate's held-out kits, lowered snare F1 0.582 -> 0.442: kept off as well.
+A joint head (`Recipe.head = "combo"`, `--head combo`: one softmax over the eight combinations of
+classes starting at a frame, hits read at peaks of 1 - P(none)) lowered the folds' snare F1 (0.762
+-> 0.729; 0.725 with balanced combinations), so it was not measured on the held-out kits and is
+kept off; files without a `head` in their meta load as the sigmoids they hold.
 """
 
 from __future__ import annotations
@@ -83,6 +89,24 @@ THRESHOLD = 0.5  # a class probability peak at the model's decision boundary is 
 # moments heard as a snare at 0.5; 0.7-0.95 scored, 0.9 the highest snare F1; docs/evaluation.md).
 SNARE_ON_KICK_HAT: float | None = 0.9
 MIN_GAP_S = 0.04  # two peaks of one class closer than this are one hit (a flam, a ringing tail)
+# The model's output layer (Recipe.head, stored in the file's meta): "sigmoid", three independent
+# sigmoids (a kick / snare / hat starts here; the committed model); "combo", one softmax over the
+# eight combinations of classes that start at a frame, index = bit c set for class c (0 none, 1 K,
+# 2 S, 3 KS, 4 H, 5 KH, 6 SH, 7 KSH), so "kick+hat" and "snare+hat" compete as explanations of one
+# onset (tried, lower snare F1 on the folds: off by default, docs/evaluation.md).
+HEADS = ("sigmoid", "combo")
+N_COMBOS = 8
+MEMBERSHIP = np.array([[combo >> c & 1 for c in range(3)] for combo in range(N_COMBOS)], dtype=np.float32)
+# How pick_hits reads the combo head at a peak of 1 - P(none): "argmax", the likeliest of the seven
+# non-empty combinations; "marginal", every class whose probability (summed over the combinations
+# holding it) reaches the threshold (the likeliest class if none does). Leave-one-kit-out, the
+# combo head's snare F1: argmax 0.729, marginal 0.726 (within noise; the simpler reading kept).
+COMBO_DECISIONS = ("argmax", "marginal")
+COMBO_DECISION = "argmax"
+# The combo head decides without the kick+hat rule, the softmax weighing a kick+hat against a snare
+# itself: on the folds the rule moved its snare F1 by +0.004 only (0.729 -> 0.733), trading recall
+# for precision as it did for the sigmoids, so no second rule is stacked on the joint head.
+COMBO_ON_KICK_HAT: float | None = None
 NEGATIVE_SHARE = 0.3  # share of hit-free frames kept in training (most frames hold no hit)
 
 
@@ -130,9 +154,35 @@ def stacked(base: np.ndarray, context: tuple[int, ...] = CONTEXT) -> np.ndarray:
     return np.concatenate([padded[:, lo + c: lo + c + n] for c in context], axis=0).T.copy()
 
 
+def combo_labels(y: np.ndarray) -> np.ndarray:
+    """(frames,) combination index (bit c: class c starts; 0 none ... 7 kick+snare+hat) of
+    (frames x 3) 0/1 class labels."""
+    return (np.asarray(y, dtype=np.int64) @ (1 << np.arange(3))).astype(np.int64)
+
+
+def class_probabilities(probs: np.ndarray) -> np.ndarray:
+    """(frames x 3) kick, snare, hat probabilities of either head's output: the sigmoids as they
+    are, or the softmax summed over the combinations holding each class."""
+    return probs if probs.shape[1] == 3 else (probs @ MEMBERSHIP).astype(np.float32)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    from scipy.special import softmax
+
+    return softmax(z, axis=1)
+
+
+def _check_head(head: str) -> None:
+    from darc_bridge.errors import InputError
+
+    if head not in HEADS:
+        raise InputError(f"unknown drum model head {head!r}; choose from {', '.join(HEADS)}")
+
+
 @dataclass(frozen=True)
 class DrumModel:
-    """Standardisation and MLP weights (one hidden ReLU layer, three sigmoid outputs)."""
+    """Standardisation and MLP weights (one hidden ReLU layer; three sigmoid outputs, or with
+    head "combo" a softmax over the N_COMBOS class combinations)."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -142,16 +192,20 @@ class DrumModel:
     b2: np.ndarray
     context: tuple[int, ...] = CONTEXT
     tilt: bool = False  # stem_features(tilt=...) it was fitted on
+    head: str = "sigmoid"  # HEADS
 
     def predict(self, base: np.ndarray) -> np.ndarray:
-        """(features, frames) `stem_features` -> (frames x 3) kick, snare, hat probabilities. The first
-        layer is summed over context offsets (standardisation folded in), never building the
-        context matrix (a 3-minute stem's would take 100 MB)."""
+        """(features, frames) `stem_features` -> (frames x 3) kick, snare, hat probabilities, or for
+        the combo head (frames x N_COMBOS) combination probabilities. The first layer is summed
+        over context offsets (standardisation folded in), never building the context matrix (a
+        3-minute stem's would take 100 MB)."""
+        if self.head == "combo":
+            return onset_model.mlp_over_context(self, base, self.context, _softmax)
         return onset_model.mlp_over_context(self, base, self.context)
 
     def save(self, path: Path) -> Path:
         meta = {"format": FORMAT, "hop": onset_model.HOP, "n_mels": onset_model.N_MELS, "context": list(self.context),
-                "tilt": self.tilt}
+                "tilt": self.tilt, "head": self.head}
         arrays = {k: getattr(self, k).astype(np.float32) for k in ("mean", "scale", "w1", "b1", "w2", "b2")}
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
@@ -166,7 +220,11 @@ class DrumModel:
             if meta.get("format") != FORMAT or meta.get("hop") != onset_model.HOP or meta.get("n_mels") != onset_model.N_MELS:
                 raise ValueError(f"{path}: drum model file does not match this version's features")
             arrays = {k: np.asarray(data[k], dtype=np.float32) for k in ("mean", "scale", "w1", "b1", "w2", "b2")}
-        return cls(**arrays, context=tuple(int(c) for c in meta["context"]), tilt=bool(meta.get("tilt", False)))
+        head = str(meta.get("head", "sigmoid"))  # files written before the combo head hold sigmoids
+        if head not in HEADS or arrays["w2"].shape[1] != (N_COMBOS if head == "combo" else 3):
+            raise ValueError(f"{path}: drum model file has an unknown output head ({head}, {arrays['w2'].shape[1]} outputs)")
+        return cls(**arrays, context=tuple(int(c) for c in meta["context"]), tilt=bool(meta.get("tilt", False)),
+                   head=head)
 
 
 @functools.lru_cache(maxsize=2)
@@ -175,32 +233,71 @@ def load_model(path: str = str(MODEL_PATH)) -> DrumModel:
 
 
 def probabilities(audio: np.ndarray, sample_rate: int, model: DrumModel | None = None) -> np.ndarray:
-    """(frames x 3) kick, snare, hat probabilities of a non-silent stem; frame f is at f / FPS s
-    (the lead-in already taken off)."""
+    """The model's output for a non-silent stem (DrumModel.predict: (frames x 3) kick, snare, hat
+    probabilities, or combination probabilities; class_probabilities gives the former of both);
+    frame f is at f / FPS s (the lead-in already taken off)."""
     model = model or load_model()
     probs = model.predict(stem_features(prepare(audio, sample_rate), model.tilt))
     return probs[int(round(LEAD_IN_S * FPS)):]
 
 
+def combo_hits(probs: np.ndarray, threshold: float = THRESHOLD, min_gap_s: float = MIN_GAP_S,
+               decision: str = COMBO_DECISION) -> list[np.ndarray]:
+    """Per class, the hit frames of the combo head's (frames x N_COMBOS) output: an onset where
+    1 - P(none) peaks at or above `threshold` (the first of peaks closer than `min_gap_s`), its
+    classes read at that frame by `decision` (COMBO_DECISIONS)."""
+    from darc_bridge.rhythm.nmf import _pick_onsets
+
+    if decision not in COMBO_DECISIONS:
+        raise ValueError(f"unknown combo decision {decision!r}; use one of {', '.join(COMBO_DECISIONS)}")
+    peaks = _pick_onsets(1.0 - probs[:, 0], threshold, max(1, int(round(min_gap_s * FPS))))
+    marginal = class_probabilities(probs)
+    hits: list[list[int]] = [[], [], []]
+    for f in peaks:
+        if decision == "argmax":
+            present = MEMBERSHIP[1 + int(np.argmax(probs[f, 1:]))] > 0
+        else:
+            present = marginal[f] >= threshold
+            if not present.any():
+                present = np.arange(3) == int(np.argmax(marginal[f]))
+        for c in np.flatnonzero(present):
+            hits[c].append(int(f))
+    return [np.array(h, dtype=int) for h in hits]
+
+
 def pick_hits(probs: np.ndarray, threshold: float | tuple[float, ...] = THRESHOLD, min_gap_s: float = MIN_GAP_S,
-              on_kick_hat: float | None = SNARE_ON_KICK_HAT) -> list[np.ndarray]:
-    """Per class, the frames where its probability peaks at or above `threshold` (one for all
-    classes, or one per class; the first of peaks closer than `min_gap_s`). `on_kick_hat`: a snare
-    peak with a kick peak and a hat peak beside it (within the runner's DEDUPE_S) must reach this
-    instead, since a kick and a hat struck together explain the onset already."""
+              on_kick_hat: float | None | str = "head", decision: str = COMBO_DECISION) -> list[np.ndarray]:
+    """Per class, the hit frames of a model's output. Sigmoids: the frames where a class's
+    probability peaks at or above `threshold` (one for all classes, or one per class; the first of
+    peaks closer than `min_gap_s`). The combo head: combo_hits with `decision` (one threshold).
+    `on_kick_hat`: a snare hit with a kick and a hat hit beside it (within the runner's DEDUPE_S)
+    must have a snare probability of this instead, since a kick and a hat struck together explain
+    the onset already (None: no such rule; "head": the head's own, SNARE_ON_KICK_HAT for sigmoids,
+    COMBO_ON_KICK_HAT for the combo head)."""
     from darc_bridge.eval.runner import DEDUPE_S
     from darc_bridge.rhythm.nmf import _pick_onsets
 
-    gap = max(1, int(round(min_gap_s * FPS)))
-    per_class = threshold if isinstance(threshold, tuple) else (threshold,) * probs.shape[1]
-    hits = [_pick_onsets(probs[:, c], per_class[c], gap) for c in range(probs.shape[1])]
+    combo = probs.shape[1] == N_COMBOS
+    if isinstance(on_kick_hat, str) and on_kick_hat != "head":
+        raise ValueError(f"on_kick_hat: a probability, None or 'head', not {on_kick_hat!r}")
+    if on_kick_hat == "head":
+        on_kick_hat = COMBO_ON_KICK_HAT if combo else SNARE_ON_KICK_HAT
+    if combo:
+        if isinstance(threshold, tuple):
+            raise ValueError("the combo head takes one threshold (for its onset strength), not one per class")
+        hits = combo_hits(probs, threshold, min_gap_s, decision)
+    else:
+        gap = max(1, int(round(min_gap_s * FPS)))
+        per_class = threshold if isinstance(threshold, tuple) else (threshold,) * probs.shape[1]
+        hits = [_pick_onsets(probs[:, c], per_class[c], gap) for c in range(probs.shape[1])]
     if on_kick_hat is not None and len(hits) == 3:
         near = int(round(DEDUPE_S * FPS))
+        snare = class_probabilities(probs)[:, 1]
 
         def beside(frames: np.ndarray, f: int) -> bool:
             return bool(frames.size) and int(np.min(np.abs(frames - f))) <= near
 
-        hits[1] = np.array([f for f in hits[1] if probs[f, 1] >= on_kick_hat
+        hits[1] = np.array([f for f in hits[1] if snare[f] >= on_kick_hat
                             or not (beside(hits[0], f) and beside(hits[2], f))], dtype=hits[1].dtype)
     return hits
 
@@ -485,22 +582,47 @@ def source_frames(kit, n_stems: int, seed: int, duration: float, eq: bool = True
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(others)
 
 
+ABSENT_LOGIT = -30.0  # the combo head's output for a combination the training frames never held
+
+
+def _combo_output(clf, hidden: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hidden x N_COMBOS) weights and biases of a fitted multi-class MLPClassifier, one column per
+    combination index whether or not the frames held it (sklearn keeps only the classes it saw,
+    and a single logistic unit when it saw two)."""
+    w, b = clf.coefs_[1], clf.intercepts_[1]
+    seen = [int(c) for c in clf.classes_]
+    if len(seen) == 2:  # softmax of (0, z) is the logistic of z
+        w, b = np.concatenate([np.zeros_like(w), w], axis=1), np.concatenate([[0.0], b])
+    w2 = np.zeros((hidden, N_COMBOS), dtype=np.float32)
+    b2 = np.full(N_COMBOS, ABSENT_LOGIT, dtype=np.float32)
+    w2[:, seen], b2[seen] = w, b
+    return w2, b2
+
+
 def fit(x: np.ndarray, y: np.ndarray, seed: int, hidden: int, max_iter: int = 40,
-        context: tuple[int, ...] = CONTEXT, tilt: bool = False) -> DrumModel:
+        context: tuple[int, ...] = CONTEXT, tilt: bool = False, head: str = "sigmoid") -> DrumModel:
     """An MLP on frames (deterministic for a seed); output biases corrected for the subsampled
-    hit-free frames, so THRESHOLD stays the decision boundary on a whole stem."""
+    hit-free frames, so THRESHOLD stays the decision boundary on a whole stem. `head` "combo":
+    fitted on combo_labels, one softmax (the hit-free combination's logit raised by as much as its
+    frames were thinned)."""
     from sklearn.neural_network import MLPClassifier
     from threadpoolctl import threadpool_limits
 
+    _check_head(head)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-3
     clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, batch_size=256, learning_rate_init=1e-3,
                         max_iter=max_iter, early_stopping=True, n_iter_no_change=4, random_state=seed)
     with threadpool_limits(limits=1, user_api="blas"):
-        clf.fit((x - mean) / scale, y)
+        clf.fit((x - mean) / scale, combo_labels(y) if head == "combo" else y)
     log.info("fitted on %d frames x %d features in %d epochs", *x.shape, clf.n_iter_)
+    if head == "combo":
+        w2, b2 = _combo_output(clf, hidden)
+        b2[0] -= np.log(NEGATIVE_SHARE)
+    else:
+        w2, b2 = clf.coefs_[1], clf.intercepts_[1] + np.log(NEGATIVE_SHARE)
     return DrumModel(mean.astype(np.float32), scale.astype(np.float32), clf.coefs_[0].astype(np.float32),
-                     clf.intercepts_[0].astype(np.float32), clf.coefs_[1].astype(np.float32),
-                     (clf.intercepts_[1] + np.log(NEGATIVE_SHARE)).astype(np.float32), tuple(context), tilt)
+                     clf.intercepts_[0].astype(np.float32), w2.astype(np.float32), b2.astype(np.float32),
+                     tuple(context), tilt, head)
 
 
 @dataclass(frozen=True)
@@ -521,6 +643,10 @@ class Recipe:
     random_stems: int = 0  # stems each played by a fresh procedural random_kit (domain randomisation)
     tilt: bool = False  # stem_features: the stem's spectral tilt taken off the plain log-mel
     sources: str = "base"  # tune_sources: which set of recorded tune sources (SOURCE_SETS)
+    head: str = "sigmoid"  # DrumModel.head: three sigmoids, or a softmax over the class combinations
+
+    def __post_init__(self) -> None:
+        _check_head(self.head)
 
 
 
@@ -664,7 +790,7 @@ def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | Non
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     log.info("sources %s: %d frames (%.0f s to render)", ", ".join(_source_names(sources)), x.shape[0],
              time.perf_counter() - t0)
-    model = fit(x, y, recipe.seed, recipe.hidden, recipe.max_iter, recipe.context, recipe.tilt)
+    model = fit(x, y, recipe.seed, recipe.hidden, recipe.max_iter, recipe.context, recipe.tilt, recipe.head)
     model.save(out)
     load_model.cache_clear()
     log.info("drum model written to %s after %.0f s", out, time.perf_counter() - t0)
@@ -739,7 +865,7 @@ SCORE_COLUMNS = ("kick", "snare", "hat", "onset", "snare P", "snare R", "false s
 
 def score_stems(model: DrumModel | None, stems: list[tuple[np.ndarray, list]],
                 threshold: float | tuple[float, ...] = THRESHOLD,
-                on_kick_hat: float | None = SNARE_ON_KICK_HAT) -> np.ndarray:
+                on_kick_hat: float | None | str = "head", decision: str = COMBO_DECISION) -> np.ndarray:
     """SCORE_COLUMNS of `model` over (audio, truth) stems (None: the rhythm extractor's model, the
     transcriber before this one): mean kick, snare, hat and onset F1 per stem, then the snare
     figures of snare_summary over all stems' hits together."""
@@ -752,7 +878,8 @@ def score_stems(model: DrumModel | None, stems: list[tuple[np.ndarray, list]],
         if model is None:
             found = [o for o in extract_rhythm(x, SAMPLE_RATE).onsets if o.cls < 3]
         else:
-            frames = pick_hits(probabilities(x, SAMPLE_RATE, model), threshold, on_kick_hat=on_kick_hat)
+            frames = pick_hits(probabilities(x, SAMPLE_RATE, model), threshold, on_kick_hat=on_kick_hat,
+                               decision=decision)
             found = [Onset(f / FPS, c, 1.0) for c, fs in enumerate(frames) for f in fs]
         rows.append(_runner_figures(truth, found))
         for k, v in snare_errors(truth, found).items():
@@ -767,10 +894,18 @@ def _figures_line(values: list[float]) -> str:
 def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool = False,
                    thresholds: tuple[float, ...] = (), folds: tuple[str, ...] = (),
                    snare_thresholds: tuple[float, ...] = (),
-                   kick_hat_thresholds: tuple[float, ...] = ()) -> dict[str, list[float]]:
+                   kick_hat_thresholds: tuple[float, ...] = (),
+                   decisions: tuple[str, ...] = ()) -> dict[str, list[float]]:
     """Leave one tune source out: fit on the others, score clean stems of the left-out one
     (SCORE_COLUMNS). `folds`: leave out only these sources (a quick look while exploring; a choice
-    is made on all of them)."""
+    is made on all of them). `decisions` (combo head): also score these COMBO_DECISIONS, each
+    without and with the kick+hat rule at SNARE_ON_KICK_HAT."""
+    if decisions and recipe.head != "combo":
+        from darc_bridge.errors import InputError
+
+        raise InputError("decisions are the combo head's (--head combo); the sigmoids are read per class")
+    variants = [(f" (decision {d}{', kick+hat rule' if rule else ''})", d, rule)
+                for d in decisions for rule in (None, SNARE_ON_KICK_HAT)]
     sources = tune_sources(sources=recipe.sources)
     frames = _source_parts(recipe, sources)
     synthetic = _synthetic_frames(recipe) + random_kit_frames(recipe)
@@ -781,7 +916,7 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
         # the left-out kit's own stems and every stem it lent pieces to
         parts = [(x[other != i], y[other != i]) for j, (x, y, other) in enumerate(frames) if j != i] + synthetic
         model = fit(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                    recipe.seed, recipe.hidden, recipe.max_iter, recipe.context, recipe.tilt)
+                    recipe.seed, recipe.hidden, recipe.max_iter, recipe.context, recipe.tilt, recipe.head)
         val = [render_stem(kit, 77_000 + v, 10.0, augment=False) for v in range(val_stems)]
         out[kit.name] = [round(float(v), 3) for v in score_stems(model, val)]
         log.info("left out %s: %s", kit.name, _figures_line(out[kit.name]))
@@ -793,12 +928,15 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
         for th in kick_hat_thresholds:
             out[f"{kit.name} (snare on kick+hat {th})"] = [round(float(v), 3) for v in
                                                            score_stems(model, val, on_kick_hat=th)]
+        for suffix, d, rule in variants:
+            out[kit.name + suffix] = [round(float(v), 3) for v in score_stems(model, val, on_kick_hat=rule,
+                                                                              decision=d)]
         if baseline:
             out[kit.name + " (extractor model)"] = [round(float(v), 3) for v in score_stems(None, val)]
             log.info("   extractor's model: %s", _figures_line(out[kit.name + " (extractor model)"]))
     for suffix in ("", " (extractor model)", *(f" (threshold {th})" for th in thresholds),
                    *(f" (snare threshold {th})" for th in snare_thresholds),
-                   *(f" (snare on kick+hat {th})" for th in kick_hat_thresholds)):
+                   *(f" (snare on kick+hat {th})" for th in kick_hat_thresholds), *(v[0] for v in variants)):
         rows = [v for k, v in out.items() if k.endswith(suffix) and (suffix or "(" not in k)]
         if rows:
             out["mean" + suffix] = [round(float(v), 3) for v in np.mean(rows, axis=0)]
@@ -820,12 +958,13 @@ def held_out_report(set_dir: Path, before: Path | None = None) -> dict[str, dict
 
     if not (set_dir.is_dir() and any(set_dir.iterdir())):
         write_gate_set(set_dir, build_pack(32000, splits=("held_out",)))
-    readers: dict[str, tuple[str, DrumModel | None, float | None]] = {"extractor model": ("extractor", None, None)}
+    readers: dict[str, tuple[str, DrumModel | None, float | None | str]] = {
+        "extractor model": ("extractor", None, None)}
     if before is not None:  # the earlier model as it decided: every class at THRESHOLD, no kick+hat rule
         readers[f"drum model {before.name} (before)"] = ("drum", DrumModel.load(before), None)
         readers[f"drum model {before.name} (before, kick+hat rule)"] = ("drum", DrumModel.load(before),
                                                                       SNARE_ON_KICK_HAT)
-    readers["drum model (now)"] = ("drum", load_model(), SNARE_ON_KICK_HAT)
+    readers["drum model (now)"] = ("drum", load_model(), "head")  # deciding as its head does (pick_hits)
     rows: dict[str, dict[str, list]] = {name: {} for name in readers}
     counts: dict[str, dict[str, dict[str, int]]] = {name: {} for name in readers}
     for folder in find_cases(set_dir):
@@ -867,6 +1006,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--combos", action="store_true", help="scattered stems: class combinations equally often")
     parser.add_argument("--sources", choices=SOURCE_SETS, default=Recipe.sources,
                         help="recorded tune sources: the first 11, or those and the ones added (tune_sources)")
+    parser.add_argument("--head", choices=HEADS, default=Recipe.head,
+                        help="output layer: three sigmoids, or a softmax over the eight class combinations")
+    parser.add_argument("--decisions", choices=COMBO_DECISIONS, nargs="*", default=(),
+                        help="cv, combo head: also score these decisions, without and with the kick+hat rule")
     parser.add_argument("--thresholds", type=float, nargs="*", default=(), help="cv: also score these thresholds")
     parser.add_argument("--snare-thresholds", type=float, nargs="*", default=(),
                         help="cv: also score these snare thresholds (kick and hat at THRESHOLD)")
@@ -879,7 +1022,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe = Recipe(stems_per_source=args.stems, hidden=args.hidden, seed=args.seed, eq=not args.no_eq,
                     context=tuple(args.context), mix_share=args.mix_share,
                     combos=args.combos, mask_ratio=args.mask_ratio, random_stems=args.random_stems,
-                    tilt=args.tilt, sources=args.sources)
+                    tilt=args.tilt, sources=args.sources, head=args.head)
     if args.command == "train":
         train(recipe, args.out)
     elif args.command == "heldout":
@@ -887,7 +1030,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(json.dumps(cross_validate(recipe, baseline=args.baseline, thresholds=tuple(args.thresholds),
                                         folds=tuple(args.folds), snare_thresholds=tuple(args.snare_thresholds),
-                                        kick_hat_thresholds=tuple(args.kick_hat_thresholds)),
+                                        kick_hat_thresholds=tuple(args.kick_hat_thresholds),
+                                        decisions=tuple(args.decisions)),
                          indent=1))
 
 

@@ -60,11 +60,11 @@ def _mono(audio: np.ndarray) -> np.ndarray:
 
 def transcribe(audio: np.ndarray, sample_rate: int, model: drum_model.DrumModel | None = None,
                frame_rate: float = FRAME_RATE, method: str = "drum",
-               on_kick_hat: float | None = drum_model.SNARE_ON_KICK_HAT) -> Transcription:
+               on_kick_hat: float | None | str = "head") -> Transcription:
     """Kick (0), snare (1), hat (2) onsets of a drum stem (mono, or (channels, frames)), with the
     committed drum model unless `model` is given (or with the extractor, `method="extractor"`);
-    `on_kick_hat`: drum_model.pick_hits' threshold for a snare on a kick+hat; activations are
-    pooled to `frame_rate`."""
+    `on_kick_hat`: drum_model.pick_hits' threshold for a snare on a kick+hat ("head": the model
+    head's own); activations are pooled to `frame_rate`."""
     if method not in METHODS:
         raise ValueError(f"unknown transcription method {method!r}; use one of {', '.join(METHODS)}")
     if sample_rate < 4000:
@@ -80,11 +80,12 @@ def transcribe(audio: np.ndarray, sample_rate: int, model: drum_model.DrumModel 
 
         feats = extract_rhythm(x, sample_rate, RhythmSettings(frame_rate=frame_rate))
         return Transcription([o for o in feats.onsets if o.cls < 3], feats.activations[:3], feats.frame_rate)
-    probs = drum_model.probabilities(x, sample_rate, model)
+    output = drum_model.probabilities(x, sample_rate, model)
+    hits = drum_model.pick_hits(output, on_kick_hat=on_kick_hat)
+    probs = drum_model.class_probabilities(output)
     duration = x.size / sample_rate
     onsets = [Onset(round(float(f / drum_model.FPS), 4), c, round(float(probs[f, c]), 4))
-              for c, frames in enumerate(drum_model.pick_hits(probs, on_kick_hat=on_kick_hat)) for f in frames
-              if f / drum_model.FPS < duration]
+              for c, frames in enumerate(hits) for f in frames if f / drum_model.FPS < duration]
     starts = np.minimum(np.floor(np.arange(n_out) * drum_model.FPS / frame_rate).astype(int), probs.shape[0] - 1)
     activations = np.maximum.reduceat(probs, starts, axis=0).T.astype(np.float32)
     return Transcription(sorted(onsets, key=lambda o: (o.time, o.cls)), activations, frame_rate)

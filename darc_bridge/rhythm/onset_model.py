@@ -49,10 +49,11 @@ CONTEXT = (-3, -2, -1, 0, 1, 2, 3)  # frames of context: the rise before and the
 LABEL_WIDTH = 1  # frames either side of a true onset that count as "onset here" (the STFT smears it)
 
 
-def mlp_over_context(m, base: np.ndarray, context: tuple[int, ...]) -> np.ndarray:
+def mlp_over_context(m, base: np.ndarray, context: tuple[int, ...], output=expit) -> np.ndarray:
     """A standardised one-hidden-layer MLP (`m`: mean, scale, w1, b1, w2, b2) over `base`
     (features, frames) stacked at the frame offsets `context`, without building that stack: the
-    first layer is a sum of shifted (frames x features) products, standardisation folded in."""
+    first layer is a sum of shifted (frames x features) products, standardisation folded in.
+    `output`: applied to the (frames x outputs) logits (sigmoids; a softmax for a joint head)."""
     w = m.w1 / m.scale[:, None]
     b = m.b1 - (m.mean / m.scale) @ m.w1
     n, d = base.shape[1], base.shape[0]
@@ -61,7 +62,7 @@ def mlp_over_context(m, base: np.ndarray, context: tuple[int, ...]) -> np.ndarra
     h = np.broadcast_to(b, (n, b.size)).copy()
     for i, c in enumerate(context):
         h += padded[lo + c: lo + c + n] @ w[i * d:(i + 1) * d]
-    return expit(np.maximum(h, 0.0) @ m.w2 + m.b2)
+    return output(np.maximum(h, 0.0) @ m.w2 + m.b2)
 
 
 @dataclass(frozen=True)
