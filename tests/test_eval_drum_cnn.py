@@ -122,3 +122,19 @@ def test_kick_alone_against_hat_alone_is_learned(kit):
     kick, _, hat, _ = np.mean(figures, axis=0)
     assert kick >= 0.9 and hat >= 0.8, figures
     assert snares == 0  # no snare where none was taught or played
+
+
+def test_cross_validation_fits_the_given_model_kind(monkeypatch):
+    xmls = [p for p in find_drumkits() if read_drumkit(p).name in ("Millo-Drums_v.1", "ColomboAcousticDrumkit")]
+    kits = build_pack(SR, drumkits=xmls, splits=("tune",)).kits
+    monkeypatch.setattr(drum_model, "tune_sources", lambda **_: kits)
+    fitted = []
+
+    def fit(x, y, recipe):
+        fitted.append(x.shape)
+        return drum_cnn.fitter(TINY)(x, y, recipe)
+
+    recipe = drum_model.Recipe(stems_per_source=1, duration=2.0, synthetic_stems=0)
+    out = drum_model.cross_validate(recipe, val_stems=1, folds=(kits[0].name,), fitter=fit)
+    assert len(fitted) == 1 and fitted[0][1] == 3 * 40 * len(drum_model.CONTEXT)
+    assert len(out[kits[0].name]) == len(drum_model.SCORE_COLUMNS) and kits[1].name not in out
