@@ -138,3 +138,15 @@ def test_cross_validation_fits_the_given_model_kind(monkeypatch):
     out = drum_model.cross_validate(recipe, val_stems=1, folds=(kits[0].name,), fitter=fit)
     assert len(fitted) == 1 and fitted[0][1] == 3 * 40 * len(drum_model.CONTEXT)
     assert len(out[kits[0].name]) == len(drum_model.SCORE_COLUMNS) and kits[1].name not in out
+
+
+def test_train_writes_a_model_the_transcriber_reads(tmp_path, kit):
+    from darc_bridge.eval.transcribe import transcribe
+
+    recipe = drum_model.Recipe(stems_per_source=2, duration=3.0, synthetic_stems=0)
+    model = drum_cnn.train(recipe, TINY, tmp_path / "cnn.safetensors", sources=[kit])
+    loaded = drum_cnn.CnnModel.load(tmp_path / "cnn.safetensors")
+    stem, _ = _stem(kit, ("kick", "snare", "hat"), 7)
+    assert np.array_equal(drum_model.probabilities(stem, SR, loaded), drum_model.probabilities(stem, SR, model))
+    result = transcribe(stem, SR, model=loaded)
+    assert result.activations.shape[0] == 3 and all(o.cls in (0, 1, 2) for o in result.onsets)
