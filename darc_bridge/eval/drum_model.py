@@ -895,11 +895,13 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
                    thresholds: tuple[float, ...] = (), folds: tuple[str, ...] = (),
                    snare_thresholds: tuple[float, ...] = (),
                    kick_hat_thresholds: tuple[float, ...] = (),
-                   decisions: tuple[str, ...] = ()) -> dict[str, list[float]]:
+                   decisions: tuple[str, ...] = (), fitter=None) -> dict[str, list[float]]:
     """Leave one tune source out: fit on the others, score clean stems of the left-out one
     (SCORE_COLUMNS). `folds`: leave out only these sources (a quick look while exploring; a choice
     is made on all of them). `decisions` (combo head): also score these COMBO_DECISIONS, each
-    without and with the kick+hat rule at SNARE_ON_KICK_HAT."""
+    without and with the kick+hat rule at SNARE_ON_KICK_HAT. `fitter`: another model kind,
+    fitter(frames, labels, recipe) -> a model with `predict(stem_features)` and `tilt` (eval/drum_cnn.py;
+    None: this module's MLP, fit)."""
     if decisions and recipe.head != "combo":
         from darc_bridge.errors import InputError
 
@@ -915,8 +917,10 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
             continue
         # the left-out kit's own stems and every stem it lent pieces to
         parts = [(x[other != i], y[other != i]) for j, (x, y, other) in enumerate(frames) if j != i] + synthetic
-        model = fit(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                    recipe.seed, recipe.hidden, recipe.max_iter, recipe.context, recipe.tilt, recipe.head)
+        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        model = (fit(x, y, recipe.seed, recipe.hidden, recipe.max_iter, recipe.context, recipe.tilt, recipe.head)
+                 if fitter is None else fitter(x, y, recipe))
+        del x, y
         val = [render_stem(kit, 77_000 + v, 10.0, augment=False) for v in range(val_stems)]
         out[kit.name] = [round(float(v), 3) for v in score_stems(model, val)]
         log.info("left out %s: %s", kit.name, _figures_line(out[kit.name]))
@@ -944,12 +948,14 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
     return out
 
 
-def held_out_report(set_dir: Path, before: Path | None = None) -> dict[str, dict[str, list[float]]]:
+def held_out_report(set_dir: Path, before: Path | None = None,
+                    candidates: dict | None = None) -> dict[str, dict[str, list[float]]]:
     """The gate's reference drums (write_gate_set: 32 cases from the held-out kits, written to
     `set_dir` if missing) scored as eval/runner.py scores them (SCORE_COLUMNS), through the
     extractor's model (the transcriber before the drum model), a `before` drum model file if given
     (deciding without and with the kick+hat rule of pick_hits) and the committed drum model, overall
-    and per kit. Run once, at the end: the held-out figures
+    and per kit; `candidates`: also these models by name (any with `predict` and `tilt`, deciding
+    as pick_hits' sigmoids do). Run once, at the end: the held-out figures
     are reported, never tuned on."""
     from darc_bridge.data.kit_corpus import write_gate_set
     from darc_bridge.data.kit_pack import build_pack
@@ -965,6 +971,7 @@ def held_out_report(set_dir: Path, before: Path | None = None) -> dict[str, dict
         readers[f"drum model {before.name} (before, kick+hat rule)"] = ("drum", DrumModel.load(before),
                                                                       SNARE_ON_KICK_HAT)
     readers["drum model (now)"] = ("drum", load_model(), "head")  # deciding as its head does (pick_hits)
+    readers |= {name: ("drum", model, "head") for name, model in (candidates or {}).items()}
     rows: dict[str, dict[str, list]] = {name: {} for name in readers}
     counts: dict[str, dict[str, dict[str, int]]] = {name: {} for name in readers}
     for folder in find_cases(set_dir):
