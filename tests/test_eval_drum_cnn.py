@@ -134,7 +134,7 @@ def test_cross_validation_fits_the_given_model_kind(monkeypatch):
         fitted.append(x.shape)
         return drum_cnn.fitter(TINY)(x, y, recipe)
 
-    recipe = drum_model.Recipe(stems_per_source=1, duration=2.0, synthetic_stems=0)
+    recipe = drum_model.Recipe(stems_per_source=1, duration=2.0, synthetic_stems=0, members=1)
     out = drum_model.cross_validate(recipe, val_stems=1, folds=(kits[0].name,), fitter=fit)
     assert len(fitted) == 1 and fitted[0][1] == 3 * 40 * len(drum_model.CONTEXT)
     assert len(out[kits[0].name]) == len(drum_model.SCORE_COLUMNS) and kits[1].name not in out
@@ -143,7 +143,7 @@ def test_cross_validation_fits_the_given_model_kind(monkeypatch):
 def test_train_writes_a_model_the_transcriber_reads(tmp_path, kit):
     from darc_bridge.eval.transcribe import transcribe
 
-    recipe = drum_model.Recipe(stems_per_source=2, duration=3.0, synthetic_stems=0)
+    recipe = drum_model.Recipe(stems_per_source=2, duration=3.0, synthetic_stems=0, members=1)
     model = drum_cnn.train(recipe, TINY, tmp_path / "cnn.safetensors", sources=[kit])
     loaded = drum_cnn.CnnModel.load(tmp_path / "cnn.safetensors")
     stem, _ = _stem(kit, ("kick", "snare", "hat"), 7)

@@ -24,7 +24,7 @@ def tiny_sources():
     return [*pack.kits, "builtin"]
 
 
-TINY = drum_model.Recipe(stems_per_source=2, duration=3.0, hidden=8, max_iter=3, synthetic_stems=0)
+TINY = drum_model.Recipe(stems_per_source=2, duration=3.0, hidden=8, max_iter=3, synthetic_stems=0, members=1)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 epochs: a tiny fit
@@ -51,10 +51,54 @@ def test_training_refuses_held_out_kits(tmp_path):
 
 
 def test_committed_model_is_small_and_matches_the_features():
-    assert drum_model.MODEL_PATH.stat().st_size < 400_000
-    model = drum_model.load_model()
+    assert drum_model.MODEL_PATH.stat().st_size < 1_000_000
+    model = drum_model.load_model()  # the recipe's: an ensemble of Recipe.members fits
+    assert isinstance(model, drum_model.DrumEnsemble) and len(model.members) == drum_model.Recipe.members
     d = 3 * 40 * len(model.context)
-    assert model.w1.shape[0] == d and model.w2.shape[1] == 3
+    for member in model.members:
+        assert member.w1.shape == (d, drum_model.Recipe.hidden) and member.w2.shape[1] == 3
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 epochs: a tiny fit
+def test_an_ensemble_is_its_members_fitted_at_successive_seeds_and_averages_them(tmp_path, tiny_sources):
+    import json
+
+    ensemble = drum_model.train(drum_model.Recipe(**{**TINY.__dict__, "members": 2}), tmp_path / "e.npz",
+                                sources=tiny_sources)
+    assert isinstance(ensemble, drum_model.DrumEnsemble) and len(ensemble.members) == 2
+    # member k is exactly the single model trained at seed + k (material and fit alike)
+    for k, member in enumerate(ensemble.members):
+        single = drum_model.train(drum_model.Recipe(**{**TINY.__dict__, "seed": TINY.seed + k}), tmp_path / f"{k}.npz",
+                                  sources=tiny_sources)
+        for name in drum_model.ARRAYS:
+            assert np.array_equal(getattr(member, name), getattr(single, name)), (k, name)
+    assert not np.array_equal(ensemble.members[0].w1, ensemble.members[1].w1)
+    loaded = drum_model.load(tmp_path / "e.npz")  # one file, arrays stacked over the members
+    assert isinstance(loaded, drum_model.DrumEnsemble) and len(loaded.members) == 2
+    for a, b in zip(loaded.members, ensemble.members, strict=True):
+        assert all(np.array_equal(getattr(a, n), getattr(b, n)) for n in drum_model.ARRAYS)
+    x, _ = drum_model.render_stem(tiny_sources[0], 5, 3.0)
+    probs = drum_model.probabilities(x, drum_model.SAMPLE_RATE, loaded)
+    each = [drum_model.probabilities(x, drum_model.SAMPLE_RATE, m) for m in loaded.members]
+    assert np.allclose(probs, np.mean(each, axis=0), atol=1e-6) and not np.allclose(each[0], each[1])
+    from darc_bridge.eval.transcribe import transcribe
+
+    assert transcribe(x, drum_model.SAMPLE_RATE, model=loaded).activations.shape[0] == 3
+    with pytest.raises(ValueError, match="ensemble of 2"):  # one model's reader says what the file holds
+        drum_model.DrumModel.load(tmp_path / "e.npz")
+    assert isinstance(drum_model.load(tmp_path / "0.npz"), drum_model.DrumModel)  # single files as before
+    # a file whose member count and arrays disagree is refused
+    with np.load(tmp_path / "e.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(bytes(arrays["meta"]).decode()) | {"members": 3}
+    np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    with pytest.raises(ValueError, match="3 members"):
+        drum_model.load(tmp_path / "bad.npz")
+    with pytest.raises(InputError, match="at least one member"):
+        drum_model.Recipe(members=0)
+    with pytest.raises(ValueError, match="share context"):
+        drum_model.DrumEnsemble((ensemble.members[0], drum_model.train(
+            drum_model.Recipe(**{**TINY.__dict__, "hidden": 4}), tmp_path / "h.npz", sources=tiny_sources)))
 
 
 def test_a_model_file_from_another_version_is_refused(tmp_path):
@@ -96,7 +140,8 @@ def test_a_kit_not_trained_on_hears_no_snare_in_kick_plus_hat(tmp_path):
     names = ["Millo-Drums_v.1", "HardElectro1", "ElectricEmpireKit", "Millo_MultiLayered2", "rumpf_kit_z01_gm"]
     kits = {k.name: k for k in build_pack(drum_model.SAMPLE_RATE, drumkits=[_kit_xml(n) for n in names],
                                           splits=("tune",)).kits}
-    recipe = drum_model.Recipe(stems_per_source=16, duration=6.0, hidden=32, max_iter=15, synthetic_stems=0)
+    recipe = drum_model.Recipe(stems_per_source=16, duration=6.0, hidden=32, max_iter=15, synthetic_stems=0,
+                               members=1)
     model = drum_model.train(recipe, tmp_path / "m.npz", sources=[kits[n] for n in names[:4]] + ["builtin"])
     stems = [drum_model.render_stem(kits["rumpf_kit_z01_gm"], 77_000 + v, 10.0, augment=False) for v in range(4)]
 

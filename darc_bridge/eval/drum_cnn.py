@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     spec = CnnSpec(channels=tuple(args.channels), dense=args.dense, max_epochs=args.epochs, seed=args.seed)
-    recipe = drum_model.Recipe(seed=args.seed)
+    recipe = drum_model.Recipe(seed=args.seed, members=1)  # one CNN, against one MLP fit
     try:
         if args.command == "train":
             if args.out is None:

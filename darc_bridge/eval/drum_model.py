@@ -26,13 +26,17 @@ SuperFlux rise) plus the plain log-mel of the peak-normalised stem (a run of kic
 background, so "above background" alone loses it), over frames from 30 ms before to 80 ms after the
 frame (a kick's body and a snare's rattle come after the attack). Output: three sigmoids, "a kick /
 snare / hat starts here". Model: scikit-learn's MLPClassifier, one hidden ReLU layer, fitted with a
-fixed seed and run here in numpy; the weights are package data (drum_model.npz, about 270 KB).
+fixed seed and run here in numpy; three of them (DrumEnsemble), member k fitted at seed 1 + k on
+material rendered at that seed (bagging), their probabilities averaged: on the folds that raised
+kick, snare and hat F1 together (docs/evaluation.md). The weights are package data (drum_model.npz,
+one file, about 800 KB).
 Decision (pick_hits): a peak at 0.5 is a hit, but a snare beside a kick and a hat needs 0.9: on a
 kit it has not heard, the model takes a kick+hat struck together for a snare more than for anything
 else (the gate's held-out kits: a third of their kick+hat moments), and the superposition already
 explains that onset.
 
-Retrain: `python -m darc_bridge.eval.drum_model train` (about 1.5 minutes on one core);
+Retrain: `python -m darc_bridge.eval.drum_model train` (about 3 minutes on one core; `--members 1`
+for one fit);
 `python -m darc_bridge.eval.drum_model cv` is the leave-one-kit-out cross-validation over the tune
 kits and programs that chose the settings (it gives snare precision, recall and the superposition
 errors too: false snares on a kick+hat, snares missed under a cymbal; `Recipe` keeps the training
@@ -65,7 +69,7 @@ import functools
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import librosa
@@ -179,6 +183,9 @@ def _check_head(head: str) -> None:
         raise InputError(f"unknown drum model head {head!r}; choose from {', '.join(HEADS)}")
 
 
+ARRAYS = ("mean", "scale", "w1", "b1", "w2", "b2")  # a model file's weights (an ensemble's: stacked)
+
+
 @dataclass(frozen=True)
 class DrumModel:
     """Standardisation and MLP weights (one hidden ReLU layer; three sigmoid outputs, or with
@@ -206,7 +213,7 @@ class DrumModel:
     def save(self, path: Path) -> Path:
         meta = {"format": FORMAT, "hop": onset_model.HOP, "n_mels": onset_model.N_MELS, "context": list(self.context),
                 "tilt": self.tilt, "head": self.head}
-        arrays = {k: getattr(self, k).astype(np.float32) for k in ("mean", "scale", "w1", "b1", "w2", "b2")}
+        arrays = {k: getattr(self, k).astype(np.float32) for k in ARRAYS}
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
@@ -215,24 +222,87 @@ class DrumModel:
 
     @classmethod
     def load(cls, path: Path) -> DrumModel:
-        with np.load(path) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            if meta.get("format") != FORMAT or meta.get("hop") != onset_model.HOP or meta.get("n_mels") != onset_model.N_MELS:
-                raise ValueError(f"{path}: drum model file does not match this version's features")
-            arrays = {k: np.asarray(data[k], dtype=np.float32) for k in ("mean", "scale", "w1", "b1", "w2", "b2")}
-        head = str(meta.get("head", "sigmoid"))  # files written before the combo head hold sigmoids
-        if head not in HEADS or arrays["w2"].shape[1] != (N_COMBOS if head == "combo" else 3):
-            raise ValueError(f"{path}: drum model file has an unknown output head ({head}, {arrays['w2'].shape[1]} outputs)")
-        return cls(**arrays, context=tuple(int(c) for c in meta["context"]), tilt=bool(meta.get("tilt", False)),
-                   head=head)
+        """One model's file (an ensemble's file: `load`)."""
+        model = load(path)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path}: drum model file holds an ensemble of {len(model.members)} models; "
+                             "read it with drum_model.load")
+        return model
+
+
+
+@dataclass(frozen=True)
+class DrumEnsemble:
+    """Drum models fitted at successive seeds, each on tune material rendered at its own seed
+    (bagging: other stems, grooves, augmentations and initial weights), their outputs averaged.
+    Why: a kit never heard is where one fit's quirks show; averaging fits that erred differently
+    raised the folds' snare F1 (docs/evaluation.md, "An average of three MLPs")."""
+
+    members: tuple[DrumModel, ...]
+
+    def __post_init__(self) -> None:
+        if not self.members or not all(isinstance(m, DrumModel) for m in self.members):
+            raise ValueError("a drum model ensemble needs one or more DrumModel members")
+        first = self.members[0]
+        if any((m.context, m.tilt, m.head, m.w1.shape, m.w2.shape) !=
+               (first.context, first.tilt, first.head, first.w1.shape, first.w2.shape) for m in self.members):
+            raise ValueError("drum model ensemble members must share context, tilt, head and layer sizes")
+
+    @property
+    def context(self) -> tuple[int, ...]:
+        return self.members[0].context
+
+    @property
+    def tilt(self) -> bool:
+        return self.members[0].tilt
+
+    @property
+    def head(self) -> str:
+        return self.members[0].head
+
+    def predict(self, base: np.ndarray) -> np.ndarray:
+        """The members' DrumModel.predict outputs, averaged (probabilities, so a mean is one too)."""
+        return np.mean([m.predict(base) for m in self.members], axis=0, dtype=np.float64).astype(np.float32)
+
+    def save(self, path: Path) -> Path:
+        """One file: each array stacked over the members (a leading axis), `members` in its meta."""
+        first = self.members[0]
+        meta = {"format": FORMAT, "hop": onset_model.HOP, "n_mels": onset_model.N_MELS, "context": list(first.context),
+                "tilt": first.tilt, "head": first.head, "members": len(self.members)}
+        arrays = {k: np.stack([getattr(m, k) for m in self.members]).astype(np.float32) for k in ARRAYS}
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+        tmp.replace(path)
+        return path
+
+
+def load(path: Path) -> DrumModel | DrumEnsemble:
+    """A drum model file: one model, or an ensemble (`members` in its meta, arrays stacked)."""
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["meta"]).decode())
+        if meta.get("format") != FORMAT or meta.get("hop") != onset_model.HOP or meta.get("n_mels") != onset_model.N_MELS:
+            raise ValueError(f"{path}: drum model file does not match this version's features")
+        arrays = {k: np.asarray(data[k], dtype=np.float32) for k in ARRAYS}
+    head = str(meta.get("head", "sigmoid"))  # files written before the combo head hold sigmoids
+    n = meta.get("members")
+    stacks = arrays if n is not None else {k: v[None] for k, v in arrays.items()}
+    if n is not None and (not isinstance(n, int) or n < 1 or any(v.shape[0] != n for v in arrays.values())):
+        raise ValueError(f"{path}: drum model file says {n!r} members but holds arrays of other lengths")
+    outputs = stacks["w2"].shape[-1]
+    if head not in HEADS or outputs != (N_COMBOS if head == "combo" else 3):
+        raise ValueError(f"{path}: drum model file has an unknown output head ({head}, {outputs} outputs)")
+    members = tuple(DrumModel(**{k: v[i] for k, v in stacks.items()}, context=tuple(int(c) for c in meta["context"]),
+                              tilt=bool(meta.get("tilt", False)), head=head) for i in range(stacks["w1"].shape[0]))
+    return DrumEnsemble(members) if n is not None else members[0]
 
 
 @functools.lru_cache(maxsize=2)
-def load_model(path: str = str(MODEL_PATH)) -> DrumModel:
-    return DrumModel.load(Path(path))
+def load_model(path: str = str(MODEL_PATH)) -> DrumModel | DrumEnsemble:
+    return load(Path(path))
 
 
-def probabilities(audio: np.ndarray, sample_rate: int, model: DrumModel | None = None) -> np.ndarray:
+def probabilities(audio: np.ndarray, sample_rate: int, model: DrumModel | DrumEnsemble | None = None) -> np.ndarray:
     """The model's output for a non-silent stem (DrumModel.predict: (frames x 3) kick, snare, hat
     probabilities, or combination probabilities; class_probabilities gives the former of both);
     frame f is at f / FPS s (the lead-in already taken off)."""
@@ -644,9 +714,23 @@ class Recipe:
     tilt: bool = False  # stem_features: the stem's spectral tilt taken off the plain log-mel
     sources: str = "base"  # tune_sources: which set of recorded tune sources (SOURCE_SETS)
     head: str = "sigmoid"  # DrumModel.head: three sigmoids, or a softmax over the class combinations
+    members: int = 3  # > 1: a DrumEnsemble, member k fitted at seed + k on material rendered at that seed
 
     def __post_init__(self) -> None:
         _check_head(self.head)
+        if self.members < 1:
+            from darc_bridge.errors import InputError
+
+            raise InputError(f"a drum model needs at least one member, not {self.members}")
+
+    def member(self, k: int) -> Recipe:
+        """The recipe of member k: everything seeded (rendering and fit) at seed + k."""
+        return replace(self, seed=self.seed + k, members=1)
+
+
+def combine(members: list) -> DrumModel | DrumEnsemble:
+    """One fitted model as it is; several as their DrumEnsemble."""
+    return members[0] if len(members) == 1 else DrumEnsemble(tuple(members))
 
 
 
@@ -779,18 +863,24 @@ def _source_parts(recipe: Recipe, sources: list) -> list[tuple[np.ndarray, np.nd
     return parts
 
 
-def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | None = None) -> DrumModel:
-    """Fit on every tune source and write the weights to `out`."""
+def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | None = None) -> DrumModel | DrumEnsemble:
+    """Fit on every tune source (`recipe.members` times, see Recipe.member) and write the weights to `out`."""
     from darc_bridge.data.kit_pack import check_training_kits
 
     t0 = time.perf_counter()
     sources = tune_sources(sources=recipe.sources) if sources is None else sources
     check_training_kits([k for k in sources if not isinstance(k, str)])
-    parts = _source_parts(recipe, sources) + _synthetic_frames(recipe) + random_kit_frames(recipe)
-    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    log.info("sources %s: %d frames (%.0f s to render)", ", ".join(_source_names(sources)), x.shape[0],
-             time.perf_counter() - t0)
-    model = fit(x, y, recipe.seed, recipe.hidden, recipe.max_iter, recipe.context, recipe.tilt, recipe.head)
+    fitted = []
+    for k in range(recipe.members):  # one member's frames in memory at a time
+        r = recipe.member(k)
+        parts = _source_parts(r, sources) + _synthetic_frames(r) + random_kit_frames(r)
+        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        del parts
+        log.info("member %d/%d, sources %s: %d frames (%.0f s so far)", k + 1, recipe.members,
+                 ", ".join(_source_names(sources)), x.shape[0], time.perf_counter() - t0)
+        fitted.append(fit(x, y, r.seed, r.hidden, r.max_iter, r.context, r.tilt, r.head))
+        del x, y
+    model = combine(fitted)
     model.save(out)
     load_model.cache_clear()
     log.info("drum model written to %s after %.0f s", out, time.perf_counter() - t0)
@@ -863,7 +953,7 @@ SCORE_COLUMNS = ("kick", "snare", "hat", "onset", "snare P", "snare R", "false s
                  "snare missed under hat")
 
 
-def score_stems(model: DrumModel | None, stems: list[tuple[np.ndarray, list]],
+def score_stems(model: DrumModel | DrumEnsemble | None, stems: list[tuple[np.ndarray, list]],
                 threshold: float | tuple[float, ...] = THRESHOLD,
                 on_kick_hat: float | None | str = "head", decision: str = COMBO_DECISION) -> np.ndarray:
     """SCORE_COLUMNS of `model` over (audio, truth) stems (None: the rhythm extractor's model, the
@@ -901,7 +991,8 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
     is made on all of them). `decisions` (combo head): also score these COMBO_DECISIONS, each
     without and with the kick+hat rule at SNARE_ON_KICK_HAT. `fitter`: another model kind,
     fitter(frames, labels, recipe) -> a model with `predict(stem_features)` and `tilt` (eval/drum_cnn.py;
-    None: this module's MLP, fit)."""
+    None: this module's MLP, fit). With `recipe.members` > 1 each fold's model is the members'
+    DrumEnsemble, as train makes it."""
     if decisions and recipe.head != "combo":
         from darc_bridge.errors import InputError
 
@@ -909,18 +1000,24 @@ def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool
     variants = [(f" (decision {d}{', kick+hat rule' if rule else ''})", d, rule)
                 for d in decisions for rule in (None, SNARE_ON_KICK_HAT)]
     sources = tune_sources(sources=recipe.sources)
-    frames = _source_parts(recipe, sources)
-    synthetic = _synthetic_frames(recipe) + random_kit_frames(recipe)
+    left_out = [i for i, kit in enumerate(sources) if not folds or kit.name in folds]
+    fitted: dict[int, list] = {i: [] for i in left_out}
+    for k in range(recipe.members):  # each member's material rendered once, at its own seed
+        r = recipe.member(k)
+        frames = _source_parts(r, sources)
+        synthetic = _synthetic_frames(r) + random_kit_frames(r)
+        for i in left_out:
+            # the left-out kit's own stems and every stem it lent pieces to
+            parts = [(x[other != i], y[other != i]) for j, (x, y, other) in enumerate(frames) if j != i] + synthetic
+            x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            fitted[i].append(fit(x, y, r.seed, r.hidden, r.max_iter, r.context, r.tilt, r.head)
+                             if fitter is None else fitter(x, y, r))
+            del x, y, parts
+        del frames, synthetic
     out = {}
-    for i, kit in enumerate(sources):
-        if folds and kit.name not in folds:
-            continue
-        # the left-out kit's own stems and every stem it lent pieces to
-        parts = [(x[other != i], y[other != i]) for j, (x, y, other) in enumerate(frames) if j != i] + synthetic
-        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        model = (fit(x, y, recipe.seed, recipe.hidden, recipe.max_iter, recipe.context, recipe.tilt, recipe.head)
-                 if fitter is None else fitter(x, y, recipe))
-        del x, y
+    for i in left_out:
+        kit = sources[i]
+        model = combine(fitted[i])
         val = [render_stem(kit, 77_000 + v, 10.0, augment=False) for v in range(val_stems)]
         out[kit.name] = [round(float(v), 3) for v in score_stems(model, val)]
         log.info("left out %s: %s", kit.name, _figures_line(out[kit.name]))
@@ -964,12 +1061,11 @@ def held_out_report(set_dir: Path, before: Path | None = None,
 
     if not (set_dir.is_dir() and any(set_dir.iterdir())):
         write_gate_set(set_dir, build_pack(32000, splits=("held_out",)))
-    readers: dict[str, tuple[str, DrumModel | None, float | None | str]] = {
+    readers: dict[str, tuple[str, DrumModel | DrumEnsemble | None, float | None | str]] = {
         "extractor model": ("extractor", None, None)}
     if before is not None:  # the earlier model as it decided: every class at THRESHOLD, no kick+hat rule
-        readers[f"drum model {before.name} (before)"] = ("drum", DrumModel.load(before), None)
-        readers[f"drum model {before.name} (before, kick+hat rule)"] = ("drum", DrumModel.load(before),
-                                                                      SNARE_ON_KICK_HAT)
+        readers[f"drum model {before.name} (before)"] = ("drum", load(before), None)
+        readers[f"drum model {before.name} (before, kick+hat rule)"] = ("drum", load(before), SNARE_ON_KICK_HAT)
     readers["drum model (now)"] = ("drum", load_model(), "head")  # deciding as its head does (pick_hits)
     readers |= {name: ("drum", model, "head") for name, model in (candidates or {}).items()}
     rows: dict[str, dict[str, list]] = {name: {} for name in readers}
@@ -1002,6 +1098,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stems", type=int, default=Recipe.stems_per_source, help="training stems per tune source")
     parser.add_argument("--hidden", type=int, default=Recipe.hidden)
     parser.add_argument("--seed", type=int, default=Recipe.seed)
+    parser.add_argument("--members", type=int, default=Recipe.members,
+                        help="models averaged, each fitted at its own seed on material rendered at that seed")
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--context", type=int, nargs="+", default=list(CONTEXT), help="frame offsets seen")
     parser.add_argument("--no-eq", action="store_true", help="no EQ augmentation")
@@ -1029,7 +1127,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe = Recipe(stems_per_source=args.stems, hidden=args.hidden, seed=args.seed, eq=not args.no_eq,
                     context=tuple(args.context), mix_share=args.mix_share,
                     combos=args.combos, mask_ratio=args.mask_ratio, random_stems=args.random_stems,
-                    tilt=args.tilt, sources=args.sources, head=args.head)
+                    tilt=args.tilt, sources=args.sources, head=args.head, members=args.members)
     if args.command == "train":
         train(recipe, args.out)
     elif args.command == "heldout":

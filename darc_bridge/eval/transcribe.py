@@ -58,7 +58,7 @@ def _mono(audio: np.ndarray) -> np.ndarray:
     return x
 
 
-def transcribe(audio: np.ndarray, sample_rate: int, model: drum_model.DrumModel | None = None,
+def transcribe(audio: np.ndarray, sample_rate: int, model: drum_model.DrumModel | drum_model.DrumEnsemble | None = None,
                frame_rate: float = FRAME_RATE, method: str = "drum",
                on_kick_hat: float | None | str = "head") -> Transcription:
     """Kick (0), snare (1), hat (2) onsets of a drum stem (mono, or (channels, frames)), with the
