@@ -17,11 +17,11 @@ each followed by pooling over 2 bands (none in time: 9 offsets only), a small de
 three sigmoids. Training: BCE with Adam, fixed seed, deterministic on one CPU thread, early stopping
 on a tenth of the training frames held back (never the left-out fold), and the output biases
 corrected for the subsampled hit-free frames as drum_model.fit does (NEGATIVE_SHARE). The decision
-is drum_model.pick_hits with its kick+hat rule, so `drum_model.score_stems`, `transcribe(model=...)`
+is drum_model.pick_hits with its kick+hat rule, so `drum_scoring.score_stems`, `transcribe(model=...)`
 and `held_out_report` take a CnnModel as they take a DrumModel (it has `predict` and `tilt`).
 
 CLI: `python -m darc_bridge.eval.drum_cnn cv` (leave-one-source-out over the 11 tune sources, through
-drum_model.cross_validate's own data path; `--folds` for some of them, `--out-json` to keep them),
+drum_scoring.cross_validate's own data path; `--folds` for some of them, `--out-json` to keep them),
 `... train --out FILE` (all tune material; safetensors), `... heldout --set DIR --model FILE` (the
 gate's reference drums, committed MLP and CNN in one run). Weights: none shipped.
 
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darc_bridge.eval import drum_model
+from darc_bridge.eval import drum_material, drum_model, drum_random_kits, drum_scoring
 from darc_bridge.rhythm import onset_model
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ def fit_cnn(x: np.ndarray, y: np.ndarray, spec: CnnSpec = CnnSpec(), context: tu
 
 
 def fitter(spec: CnnSpec):
-    """drum_model.cross_validate's `fitter` for a CNN of `spec` (the recipe's seed, context, tilt)."""
+    """drum_scoring.cross_validate's `fitter` for a CNN of `spec` (the recipe's seed, context, tilt)."""
 
     def fit(x: np.ndarray, y: np.ndarray, recipe: drum_model.Recipe) -> CnnModel:
         return fit_cnn(x, y, replace(spec, seed=recipe.seed), recipe.context, recipe.tilt)
@@ -245,10 +245,10 @@ def train(recipe: drum_model.Recipe | None = None, spec: CnnSpec = CnnSpec(), ou
 
     recipe = recipe or drum_model.Recipe()
     t0 = time.perf_counter()
-    sources = drum_model.tune_sources(sources=recipe.sources) if sources is None else sources
+    sources = drum_material.tune_sources(sources=recipe.sources) if sources is None else sources
     check_training_kits([k for k in sources if not isinstance(k, str)])
-    parts = (drum_model._source_parts(recipe, sources) + drum_model._synthetic_frames(recipe)
-             + drum_model.random_kit_frames(recipe))
+    parts = (drum_material._source_parts(recipe, sources) + drum_material._synthetic_frames(recipe)
+             + drum_random_kits.random_kit_frames(recipe))
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     del parts
     log.info("%d training frames (%.0f s to render)", x.shape[0], time.perf_counter() - t0)
@@ -292,10 +292,10 @@ def main(argv: list[str] | None = None) -> None:
             if args.model is None:
                 raise InputError("heldout: give --model FILE (a train --out file)")
             cnn = CnnModel.load(args.model)
-            print(json.dumps(drum_model.held_out_report(args.set, candidates={f"drum cnn {args.model.name}": cnn}),
+            print(json.dumps(drum_scoring.held_out_report(args.set, candidates={f"drum cnn {args.model.name}": cnn}),
                              indent=1))
         else:
-            out = drum_model.cross_validate(recipe, folds=tuple(args.folds), fitter=fitter(spec))
+            out = drum_scoring.cross_validate(recipe, folds=tuple(args.folds), fitter=fitter(spec))
             text = json.dumps(out, indent=1)
             if args.out_json is not None:
                 tmp = args.out_json.with_name(args.out_json.name + ".tmp")

@@ -8,18 +8,12 @@ and toms, possibly in a room and through the blur of a small neural codec. Train
 the extractor's model heard a held-out kit's snare as a hat and a bare run of kicks as hats, so the
 gate's own reference drums scored snare F1 0.58, below the gate's target.
 
-Training material (the `tune` split of darc_bridge.kits.splits only, so the gate's held-out kits
-stay unseen): grooves of data/grooves.py (meters, feels, ghost notes, open hats, fills, crashes,
-rides, rests) played by data/kit_corpus.render_kit on the tune Hydrogen kits and on the tune
-General MIDI programs of FluidR3_GM (kits/soundfont.py), plus the synthetic drums the evaluation
-also scores (the kit engine's built-in kit, the `acoustic` and `electro` families of DARC's training
-songs). Every piece is labelled as the gate counts it (grooves.PIECE_CLASS: toms and claps are
-snares, open hats, rides and crashes are hats). Half the stems are "scattered" (each class on random
-steps, independently): in a groove nearly every snare comes with a hat, and a model trained on
-grooves alone hears a hat in every snare. Augmentation: velocity layers, per-piece gain, pitch,
-level and rooms (kit_corpus.DrumAugment), a three-band EQ, stems with only some pieces playing, and
-a light degradation (low-pass, noise, or a codec-like blur: the magnitude smeared over neighbouring
-frames and coarsely quantised).
+This module is what the transcriber (eval/transcribe.py) runs: the features, the model and its
+file, the decision; and the training entry point (fit, Recipe, train, the CLI). Why the rest lives
+apart: the training material (eval/drum_material.py, its procedural kits eval/drum_random_kits.py)
+and the scoring that chose the settings (eval/drum_scoring.py) are never needed to transcribe, and
+the eval gate hashes the files holding the run-time decision code (train/gate.py's gate_weights:
+this file and transcribe.py, with the weights).
 
 Input: the extractor's own features (onset_model.base_features: above-background log-mel and its
 SuperFlux rise) plus the plain log-mel of the peak-normalised stem (a run of kicks raises a band's
@@ -38,24 +32,24 @@ explains that onset.
 Retrain: `python -m darc_bridge.eval.drum_model train` (about 3 minutes on one core; `--members 1`
 for one fit);
 `python -m darc_bridge.eval.drum_model cv` is the leave-one-kit-out cross-validation over the tune
-kits and programs that chose the settings (it gives snare precision, recall and the superposition
-errors too: false snares on a kick+hat, snares missed under a cymbal; `Recipe` keeps the training
-options tried against them: hybrid kits, untaught masked snares, balanced combinations);
-`... heldout` scores the gate's reference drums with both transcribers (and an earlier model file);
+kits and programs that chose the settings (drum_scoring.cross_validate; it gives snare precision,
+recall and the superposition errors too: false snares on a kick+hat, snares missed under a cymbal;
+`Recipe` keeps the training options tried against them: hybrid kits, untaught masked snares,
+balanced combinations);
+`... heldout` scores the gate's reference drums with both transcribers (and an earlier model file;
+drum_scoring.held_out_report);
 `... cv --head combo --decisions argmax marginal` the joint head, each decision with and without the
 kick+hat rule (`train --head combo` writes such a model).
 Nothing here is tuned on held-out kits (figures: docs/evaluation.md).
 
 Two options aimed at kits never heard were tried after that and are kept off by default
 (`Recipe.random_stems`, `Recipe.tilt`; `--random-stems`, `--tilt`): domain randomisation (stems
-played by procedural kits, random_kit, every timbre parameter drawn at random) lowered the folds'
-snare F1 (0.762 -> 0.698 with 256 such stems); taking each stem's spectral tilt off the plain
-log-mel (without_tilt) left it level (0.766) and, measured once on the gate's held-out kits, lowered
+played by procedural kits, drum_random_kits.random_kit; it lowered the folds' snare F1, figures
+there); taking each stem's spectral tilt off the plain log-mel (without_tilt) left the folds'
+snare F1 level (0.766, against 0.762) and, measured once on the gate's held-out kits, lowered
 snare and kick F1 (0.582 -> 0.566, 0.767 -> 0.735), so the committed weights are the earlier ones.
-More recorded tune sources (`Recipe.sources = "enlarged"`, `--sources enlarged`: hydrogen-data's
-TR808EmulationKit and five GM programs of TimGM6mb, kits.splits' TRANSCRIBER_HYDROGEN_KITS and
-SOUNDFONT_PROGRAMS) left the 11 old folds level (snare 0.762 -> 0.765, precision up, recall down)
-and, measured once on the gate's held-out kits, lowered snare F1 0.582 -> 0.442: kept off as well.
+More recorded tune sources (`Recipe.sources = "enlarged"`, `--sources enlarged`; drum_material.py,
+figures there) are kept off as well.
 A joint head (`Recipe.head = "combo"`, `--head combo`: one softmax over the eight combinations of
 classes starting at a frame, hits read at peaks of 1 - P(none)) lowered the folds' snare F1 (0.762
 -> 0.729; 0.725 with balanced combinations), so it was not measured on the held-out kits and is
@@ -74,7 +68,6 @@ from pathlib import Path
 
 import librosa
 import numpy as np
-from scipy.signal import butter, sosfilt
 
 from darc_bridge.rhythm import onset_model
 
@@ -372,284 +365,8 @@ def pick_hits(probs: np.ndarray, threshold: float | tuple[float, ...] = THRESHOL
     return hits
 
 
-# ---------------------------------------------------------------- training material (tune split only)
 
-
-SOUNDFONT_PACKAGES = {"FluidR3_GM.sf2": "fluid-soundfont-gm", "TimGM6mb.sf2": "timgm6mb-soundfont"}  # Debian's
-
-
-def _soundfont(file_name: str) -> Path:
-    from darc_bridge.errors import InputError
-    from darc_bridge.kits import find_soundfonts
-
-    for font in find_soundfonts():
-        if font.name.lower() == file_name.lower():
-            return font
-    package = SOUNDFONT_PACKAGES.get(file_name, "a package that ships it")
-    raise InputError(f"SoundFont {file_name} not found (Debian: apt install {package})")
-
-
-def _gm_kit(program: str, sample_rate: int, font: str = "FluidR3_GM.sf2"):
-    """A General MIDI program of `font` as a sample-pack kit (3 velocity layers per note), with its
-    split (kits.splits: GM_PROGRAMS for FluidR3_GM, named by program; SOUNDFONT_PROGRAMS for the
-    others, named "font:program"). A program that is in no split table is refused."""
-    from darc_bridge.data.kit_pack import LONG_PIECES, LONG_S, SHORT_S, PackKit, Shot, _trim
-    from darc_bridge.errors import InputError
-    from darc_bridge.kits import PIECE_GM_NOTES, render_gm_notes
-    from darc_bridge.kits.soundfont import GM_DRUM_PROGRAMS
-    from darc_bridge.kits.splits import GM_PROGRAMS, SOUNDFONT_PROGRAMS
-
-    fluid = font == "FluidR3_GM.sf2"
-    table = GM_PROGRAMS if fluid else SOUNDFONT_PROGRAMS.get(font, {})
-    split = next((s for s, names in table.items() if program in names), None)
-    if split is None or program not in GM_DRUM_PROGRAMS:
-        raise InputError(f"GM program {program!r} of {font} is in no split table (kits/splits.py)")
-    velocities = (40, 80, 120)
-    notes = [(piece, note) for piece, ns in PIECE_GM_NOTES.items() for note in ns[:2]]
-    hits = [(note, v) for _, note in notes for v in velocities]
-    shots = iter(render_gm_notes(_soundfont(font), hits, sample_rate, GM_DRUM_PROGRAMS[program], slot_s=1.3))
-    kit = PackKit(program if fluid else f"{Path(font).stem}:{program}", split)
-    for piece, _ in notes:
-        seconds = LONG_S if piece in LONG_PIECES else SHORT_S
-        layers = [Shot(_trim(next(shots).mean(axis=0), sample_rate, seconds), v / 127) for v in velocities]
-        if max(float(np.max(np.abs(s.audio))) for s in layers) > 1e-4:
-            peak = max(float(np.max(np.abs(s.audio))) for s in layers)
-            kit.pieces.setdefault(piece, []).append([Shot((s.audio / peak).astype(np.float32), s.velocity)
-                                                     for s in layers])
-    return kit
-
-
-def _hydrogen_kit(name: str, sample_rate: int):
-    """A Hydrogen kit of kits.splits.TRANSCRIBER_HYDROGEN_KITS as a sample-pack kit, read by the
-    same data/kit_pack.pack_kit as DARC's training pack reads the kits of HYDROGEN_KITS (which
-    build_pack alone reads, so that DARC's training pack does not change with these)."""
-    from darc_bridge.data.kit_pack import REQUIRED_PIECES, pack_kit
-    from darc_bridge.errors import InputError
-    from darc_bridge.kits import find_drumkits, read_drumkit
-    from darc_bridge.kits.splits import TRANSCRIBER_HYDROGEN_KITS
-
-    split = next((s for s, names in TRANSCRIBER_HYDROGEN_KITS.items() if name in names), None)
-    if split is None:
-        raise InputError(f"Hydrogen kit {name!r} is not in TRANSCRIBER_HYDROGEN_KITS (kits/splits.py)")
-    kits = [k for k in map(read_drumkit, find_drumkits()) if k.name == name]
-    if not kits:
-        raise InputError(f"Hydrogen kit {name!r} not found (Debian: apt install hydrogen-data)")
-    by_piece = kits[0].by_piece()
-    if not all(p in by_piece for p in REQUIRED_PIECES):
-        raise InputError(f"Hydrogen kit {name!r} has no {'/'.join(p for p in REQUIRED_PIECES if p not in by_piece)}")
-    return pack_kit(kits[0], split, sample_rate)
-
-
-SOURCE_SETS = ("base", "enlarged")  # Recipe.sources: the first 11 tune sources, or those and the ones added
-
-
-def tune_sources(sample_rate: int = SAMPLE_RATE, sources: str = "base") -> list:
-    """The tune sources as sample-pack kits at `sample_rate`: "base", the tune Hydrogen kits of
-    HYDROGEN_KITS and tune GM programs of FluidR3_GM; "enlarged", those (first, in the same order)
-    and the tune kits of TRANSCRIBER_HYDROGEN_KITS and of SOUNDFONT_PROGRAMS' SoundFonts."""
-    from darc_bridge.data.kit_pack import build_pack, check_training_kits
-    from darc_bridge.errors import InputError
-    from darc_bridge.kits.splits import GM_PROGRAMS, SOUNDFONT_PROGRAMS, TRANSCRIBER_HYDROGEN_KITS
-
-    if sources not in SOURCE_SETS:
-        raise InputError(f"unknown source set {sources!r}; choose from {', '.join(SOURCE_SETS)}")
-    kits = build_pack(sample_rate, splits=("tune",)).kits
-    kits += [_gm_kit(p, sample_rate) for p in GM_PROGRAMS["tune"]]
-    if sources == "enlarged":
-        kits += [_hydrogen_kit(n, sample_rate) for n in TRANSCRIBER_HYDROGEN_KITS["tune"]]
-        kits += [_gm_kit(p, sample_rate, font) for font, table in SOUNDFONT_PROGRAMS.items() for p in table["tune"]]
-    check_training_kits(kits)
-    return kits
-
-
-SUBSET_SHARE = 0.2  # share of stems where only some pieces play (a bare run of kicks, hats alone)
-SCATTER_SHARE = 0.5  # share of stems whose classes play independently (a groove puts a hat on every snare)
-DEGRADE_SHARE = 0.5  # share of stems heard through a low-pass, noise or a codec-like blur
-
-
-def _codec_blur(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """What a small neural codec does to drums, roughly: magnitudes smeared over neighbouring frames
-    and quantised to coarse steps, phases kept."""
-    from scipy.ndimage import uniform_filter1d
-
-    spec = librosa.stft(x, n_fft=512, hop_length=128)
-    mag, phase = np.abs(spec), np.angle(spec)
-    mag = uniform_filter1d(mag, int(rng.integers(2, 5)), axis=1)
-    step = float(rng.uniform(1.0, 3.0))  # dB
-    db = np.round(20 * np.log10(mag + 1e-6) / step) * step
-    return librosa.istft(10 ** (db / 20) * np.exp(1j * phase), hop_length=128, length=x.size).astype(np.float32)
-
-
-EQ_DB = 6.0  # each of three bands (below 250 Hz, between, above 4 kHz) louder or softer by up to this
-
-
-def equalise(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """Another microphone, desk or mix: the low, middle and high bands scaled independently."""
-    low = sosfilt(butter(2, 250 / (sample_rate / 2), output="sos"), x)
-    high = sosfilt(butter(2, 4000 / (sample_rate / 2), btype="high", output="sos"), x)
-    gains = 10 ** (rng.uniform(-EQ_DB, EQ_DB, 3) / 20) - 1.0
-    return (x + gains[0] * low + gains[2] * high + gains[1] * (x - low - high)).astype(np.float32)
-
-
-def degrade(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    kind = int(rng.integers(3))
-    if kind == 0:  # a dull codec or a cheap converter: nothing above 4-10 kHz
-        cutoff = float(rng.uniform(4000, min(10000, 0.45 * sample_rate)))
-        return sosfilt(butter(4, cutoff / (sample_rate / 2), output="sos"), x).astype(np.float32)
-    if kind == 1:  # hiss 25-45 dB below the stem's level
-        rms = float(np.sqrt(np.mean(x ** 2))) + 1e-9
-        noise = rng.standard_normal(x.size) * rms * 10 ** (-float(rng.uniform(25, 45)) / 20)
-        return (x + noise).astype(np.float32)
-    return _codec_blur(x, rng)
-
-
-# Synthetic drums the transcriber scores too: the kit engine's built-in kit and the voice families
-# that data/kit_corpus.py plays DARC's training songs with (their stems are transcribed there).
-SYNTHETIC = ("builtin", "acoustic", "electro")
-SCATTER_PIECES = (("kick",), ("snare", "snare", "tom", "clap"), ("hat", "hat", "open_hat", "ride", "crash"))
-
-
-def scattered_hits(rng: np.random.Generator, duration: float, combos: bool = False) -> list:
-    """Hits with no groove: each class, when it plays, on random steps of a 16th grid at its own
-    density, so no class predicts another (in a groove nearly every snare has a hat with it, and a
-    model learns to hear a hat in every snare). `combos`: instead, a random share of the steps
-    each play one of the seven class combinations, all equally often (kick+hat as often as a
-    snare alone)."""
-    from darc_bridge.data.grooves import Hit
-
-    step = 60.0 / float(rng.uniform(70, 180)) / 4
-    grid = np.arange(0.05, duration - 0.05, step)
-    hits = []
-    if combos:
-        for t in grid[rng.random(grid.size) < rng.uniform(0.2, 0.8)]:
-            subset = int(rng.integers(1, 8))  # bit c set: class c plays
-            for c, pieces in enumerate(SCATTER_PIECES):
-                if subset >> c & 1:
-                    piece = str(pieces[int(rng.integers(len(pieces)))])
-                    hits.append(Hit(float(t + rng.normal(0, 0.004)), piece, float(rng.uniform(0.15, 1.0))))
-        return sorted(hits, key=lambda h: (h.time, h.piece))
-    for pieces in SCATTER_PIECES:
-        if rng.random() < 0.3:
-            continue
-        for t in grid[rng.random(grid.size) < rng.uniform(0.05, 0.6)]:
-            piece = str(pieces[int(rng.integers(len(pieces)))])
-            hits.append(Hit(float(t + rng.normal(0, 0.004)), piece, float(rng.uniform(0.15, 1.0))))
-    return sorted(hits, key=lambda h: (h.time, h.piece))
-
-
-MIX_SHARE = 0.0  # share of a recorded kit's stems played with one or two classes' pieces of another tune kit
-
-
-def hybrid_kit(kit, partner, rng: np.random.Generator):
-    """`kit` with the pieces of one or two of its three classes taken from `partner` (another tune
-    kit). A real kit's pieces vary independently (any kick beside any hat, any snare under any
-    ride), but the training kits come as wholes: a model that heard only their own kick+hat sums
-    hears a new kit's kick+hat as a snare, and misses a new snare under a new hat."""
-    from darc_bridge.data.grooves import PIECE_CLASS
-    from darc_bridge.data.kit_pack import PackKit
-
-    swap = {int(c) for c in rng.choice(3, size=int(rng.integers(1, 3)), replace=False)}
-    pieces = {p: v for p, v in kit.pieces.items() if PIECE_CLASS.get(p, 1) not in swap}
-    pieces |= {p: v for p, v in partner.pieces.items() if PIECE_CLASS.get(p, 1) in swap}
-    split = kit.split if partner.split == kit.split else partner.split
-    return PackKit(f"{kit.name}+{partner.name}", split, pieces)
-
-
-def render_stem(kit, seed: int, duration: float, augment: bool = True, eq: bool = True,
-                partner=None, combos: bool = False) -> tuple[np.ndarray, list]:
-    """One training stem of `kit` (a PackKit, or one of SYNTHETIC): mono audio at SAMPLE_RATE and its truth
-    (three-class onsets as the gate counts them); with a `partner` PackKit, played by hybrid_kit."""
-    from darc_bridge.data.grooves import Groove, make_groove
-    from darc_bridge.data.kit_corpus import NO_AUGMENT, DrumAugment, render_kit, render_synthetic
-
-    if partner is not None:
-        kit = hybrid_kit(kit, partner, np.random.default_rng([seed, 13]))
-    rng = np.random.default_rng([seed, 11])
-    groove = make_groove(rng, duration)
-    hits = groove.hits
-    if augment and rng.random() < SCATTER_SHARE:
-        hits = scattered_hits(rng, duration, combos) or hits
-    elif augment and rng.random() < SUBSET_SHARE:
-        keep = {int(c) for c in rng.choice(3, size=int(rng.integers(1, 3)), replace=False)}
-        hits = [h for h in hits if h.cls in keep] or hits
-    settings = DrumAugment() if augment else NO_AUGMENT
-    if isinstance(kit, str):
-        x = render_synthetic(hits, duration, SAMPLE_RATE, kit, rng, settings)
-    else:
-        x = render_kit(hits, duration, SAMPLE_RATE, kit, rng, settings)
-    if augment and eq:
-        x = equalise(x, SAMPLE_RATE, rng)
-    if augment and rng.random() < DEGRADE_SHARE:
-        x = degrade(x, SAMPLE_RATE, rng)
-    truth = Groove(hits, groove.tempo, groove.beats_per_bar, groove.beats, groove.downbeats, groove.feel).onsets()
-    return x, truth
-
-
-def _targets(n_frames: int, truth) -> np.ndarray:
-    """(frames x 3) labels: a class's hit marks its frame and the frame either side (STFT smear)."""
-    y = np.zeros((n_frames, 3), dtype=np.int8)
-    for o in truth:
-        f = int(round((o.time + LEAD_IN_S) * FPS))
-        if 0 <= o.cls <= 2:
-            y[max(0, f - 1): min(n_frames, f + 2), o.cls] = 1
-    return y
-
-
-MASK_RATIO = 2.0  # a snare struck at under half the velocity of a kick or hat at its moment is masked
-
-
-def masked_snares(n_frames: int, truth, ratio: float = MASK_RATIO) -> np.ndarray:
-    """(frames,) True around a snare-class hit that a louder kick or hat at the same moment (within
-    the runner's DEDUPE_S) masks: a ghost note under a hat, a quiet snare under a kick+hat. The
-    snare shares its bands with both (a body where the kick sounds, a rattle where the hat does), so
-    such a snare is close to inaudible; taught as a snare, the model learns to hear a snare in a
-    kick+hat. These frames are not taught at all (0: off)."""
-    from darc_bridge.eval.runner import DEDUPE_S
-
-    out = np.zeros(n_frames, dtype=bool)
-    if not ratio:
-        return out
-    others = [o for o in truth if o.cls in (0, 2)]
-    for o in truth:
-        if o.cls != 1:
-            continue
-        loud = max((p.strength for p in others if abs(p.time - o.time) <= DEDUPE_S), default=0.0)
-        if loud > ratio * o.strength:
-            f = int(round((o.time + LEAD_IN_S) * FPS))
-            out[max(0, f - 1): min(n_frames, f + 2)] = True
-    return out
-
-
-def stem_frames(x: np.ndarray, truth, rng: np.random.Generator, context: tuple[int, ...] = CONTEXT,
-                mask_ratio: float = 0.0, tilt: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Training frames of one stem: every frame near a hit and NEGATIVE_SHARE of the others, less
-    the frames of masked_snares."""
-    base = stem_features(prepare(x, SAMPLE_RATE), tilt)
-    t = _targets(base.shape[1], truth)
-    keep = t.any(axis=1) | (rng.random(base.shape[1]) < NEGATIVE_SHARE)
-    keep &= ~masked_snares(base.shape[1], truth, mask_ratio)
-    return stacked(base, context)[keep].astype(np.float32), t[keep]
-
-
-def source_frames(kit, n_stems: int, seed: int, duration: float, eq: bool = True,
-                  context: tuple[int, ...] = CONTEXT, partners: list | None = None,
-                  mix_share: float = MIX_SHARE, combos: bool = False,
-                  mask_ratio: float = 0.0, tilt: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames and labels of `n_stems` stems of `kit`, and per frame the index into `partners` of
-    the kit that lent it pieces (-1: none; `mix_share` of the stems borrow when partners are given),
-    so a cross-validation fold can leave out every stem that touched its kit."""
-    rng = np.random.default_rng([seed, 3])
-    mix = np.random.default_rng([seed, 5])
-    xs, ys, others = [], [], []
-    for i in range(n_stems):
-        other = int(mix.integers(len(partners))) if partners and mix.random() < mix_share else -1
-        x, truth = render_stem(kit, seed * 1009 + i, duration, eq=eq,
-                               partner=partners[other] if other >= 0 else None, combos=combos)
-        fx, fy = stem_frames(x, truth, rng, context, mask_ratio, tilt)
-        xs.append(fx)
-        ys.append(fy)
-        others.append(np.full(fx.shape[0], other, dtype=np.int16))
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(others)
+# ---------------------------------------------------------------- fit and training entry point
 
 
 ABSENT_LOGIT = -30.0  # the combo head's output for a combination the training frames never held
@@ -695,6 +412,9 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int, hidden: int, max_iter: int = 40
                      tuple(context), tilt, head)
 
 
+MIX_SHARE = 0.0  # share of a recorded kit's stems played with one or two classes' pieces of another tune kit
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What a training run uses; the defaults are the committed model's."""
@@ -733,139 +453,16 @@ def combine(members: list) -> DrumModel | DrumEnsemble:
     return members[0] if len(members) == 1 else DrumEnsemble(tuple(members))
 
 
-
-# ---------------------------------------------------------------- domain randomisation: procedural kits
-
-RANDOM_KIT = "random"  # the name of procedural kits (tune material: no recorded sample in them)
-
-
-def _decay(n: int, seconds: float) -> np.ndarray:
-    """An exponential envelope falling 60 dB over `seconds`."""
-    return np.exp(-6.9 * np.arange(n) / (seconds * SAMPLE_RATE)).astype(np.float32)
-
-
-def _band(noise: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    nyq = SAMPLE_RATE / 2
-    lo, hi = max(20.0, lo), min(0.95 * nyq, hi)
-    if hi <= lo * 1.1:
-        hi = min(0.95 * nyq, lo * 1.5)
-    return sosfilt(butter(2, [lo / nyq, hi / nyq], btype="band", output="sos"), noise).astype(np.float32)
-
-
-def _metal(n: int, rng: np.random.Generator, base: float) -> np.ndarray:
-    """Six detuned square waves (a cymbal's inharmonic partials, as drum machines make them)."""
-    t = np.arange(n) / SAMPLE_RATE
-    ratios = np.array([1.0, 1.48, 1.65, 1.94, 2.53, 2.77]) * rng.uniform(0.9, 1.1, 6)
-    return np.sign(np.sin(2 * np.pi * base * ratios[:, None] * t)).sum(axis=0).astype(np.float32) / 6
-
-
-def random_piece(piece: str, rng: np.random.Generator) -> np.ndarray:
-    """One procedural drum sound of `piece` (its class as grooves.PIECE_CLASS counts it), every
-    timbre parameter drawn at random over a wide range: what makes a kick, a snare or a hat is then
-    a band and an envelope, not one kit's sound."""
-    u = rng.uniform
-    noise = rng.standard_normal(int(1.3 * SAMPLE_RATE)).astype(np.float32)
-    if piece == "kick":  # a falling sine (a membrane), a click of the beater, some drive
-        n = int(u(0.2, 0.6) * SAMPLE_RATE)
-        t = np.arange(n) / SAMPLE_RATE
-        f_end, f_start = u(40, 75), u(90, 300)
-        freq = f_end + (f_start - f_end) * np.exp(-t / u(0.008, 0.06))
-        body = np.sin(2 * np.pi * np.cumsum(freq) / SAMPLE_RATE) * _decay(n, u(0.15, 0.6))
-        click = _band(noise[:n], u(1000, 3000), u(4000, 9000)) * _decay(n, u(0.003, 0.015)) * u(0, 1.5)
-        x = np.tanh(u(1, 4) * (body + click)) / np.tanh(1.0)
-    elif piece in ("snare", "tom", "clap"):
-        n = int(u(0.15, 0.5) * SAMPLE_RATE)
-        t = np.arange(n) / SAMPLE_RATE
-        if piece == "clap":  # a few bursts of band-passed noise a few ms apart, then a tail
-            env = sum(_decay(n, 0.03) * (t >= d) * np.exp(-6.9 * np.maximum(t - d, 0) / 0.02)
-                      for d in np.cumsum(u(0.005, 0.015, int(rng.integers(2, 5)))))
-            env = np.maximum(env, 0.5 * _decay(n, u(0.1, 0.4)) * (t > 0.03))
-            x = _band(noise[:n], u(700, 1500), u(2000, 6000)) * env
-        else:  # a pitched body (toms: most of the sound) and a band of rattle (snares: most of it)
-            f0 = u(70, 250) if piece == "tom" else u(140, 330)
-            freq = f0 * (1 + u(0, 0.5) * np.exp(-t / 0.02))
-            body = np.sin(2 * np.pi * np.cumsum(freq) / SAMPLE_RATE) + u(0, 0.5) * np.sin(
-                2 * np.pi * np.cumsum(freq * u(1.5, 2.3)) / SAMPLE_RATE)
-            body *= _decay(n, u(0.06, 0.2) if piece == "snare" else u(0.2, 0.5))
-            lo = u(300, 2000)
-            rattle = _band(noise[:n], lo, lo * u(2, 8)) * _decay(n, u(0.08, 0.35))
-            mix = u(0.4, 0.9) if piece == "snare" else u(0.0, 0.15)
-            x = (1 - mix) * body + mix * 2 * rattle
-    else:  # hats and cymbals: high-passed noise and metallic partials
-        seconds = {"hat": u(0.02, 0.15), "open_hat": u(0.25, 0.7), "ride": u(0.6, 1.2), "crash": u(0.7, 1.2)}[piece]
-        n = int(min(1.2, seconds * 1.5) * SAMPLE_RATE)
-        lo = u(1500, 7000) if piece in ("hat", "open_hat") else u(1000, 5000)
-        metal = _metal(n, rng, u(250, 600)) * u(0, 1)
-        x = _band(noise[:n] + 3 * metal, lo, u(0.6, 0.95) * SAMPLE_RATE / 2) * _decay(n, seconds)
-        if piece == "ride":  # a bell: a few partials above 2 kHz
-            x += u(0, 0.3) * np.sin(2 * np.pi * u(2000, 4000) * np.arange(n) / SAMPLE_RATE) * _decay(n, seconds)
-    x = np.asarray(x, dtype=np.float32)
-    ramp = min(x.size, int(0.0005 * SAMPLE_RATE) + 1)
-    x[:ramp] *= np.linspace(0, 1, ramp, dtype=np.float32)  # no step at the start
-    return x / (float(np.max(np.abs(x))) + 1e-9)
-
-
-def random_kit(rng: np.random.Generator):
-    """A PackKit of procedural pieces (random_piece), three velocity layers each: a softer stroke is
-    duller (low-passed), as a real drum's is."""
-    from darc_bridge.data.grooves import PIECE_CLASS
-    from darc_bridge.data.kit_pack import PackKit, Shot
-
-    kit = PackKit(RANDOM_KIT, "tune")
-    for piece in PIECE_CLASS:
-        x = random_piece(piece, rng)
-        layers = []
-        for v in (0.25, 0.6, 0.9):
-            cutoff = min(0.45 * SAMPLE_RATE, 2000 + 9000 * v)
-            y = sosfilt(butter(1, cutoff / (SAMPLE_RATE / 2), output="sos"), x) if v < 0.9 else x
-            layers.append(Shot(np.asarray(y / (np.max(np.abs(y)) + 1e-9), dtype=np.float32), v))
-        kit.pieces[piece] = [layers]
-    return kit
-
-
-def random_kit_frames(recipe: Recipe) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Training frames of `recipe.random_stems` stems, each played by a fresh random_kit."""
-    if not recipe.random_stems:
-        return []
-    rng = np.random.default_rng([recipe.seed, 17])
-    frames = np.random.default_rng([recipe.seed, 19])
-    xs, ys = [], []
-    for i in range(recipe.random_stems):
-        x, truth = render_stem(random_kit(rng), recipe.seed * 7919 + i, recipe.duration, eq=recipe.eq,
-                               combos=recipe.combos)
-        fx, fy = stem_frames(x, truth, frames, recipe.context, recipe.mask_ratio, recipe.tilt)
-        xs.append(fx)
-        ys.append(fy)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return [(x, y, np.full(x.shape[0], -1, dtype=np.int16))]
-
-
 def _source_names(sources: list) -> list[str]:
     return [getattr(s, "name", s) for s in sources]
 
-
-def _synthetic_frames(recipe: Recipe) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    return [source_frames(t, recipe.synthetic_stems, recipe.seed * 100 + 90 + i, recipe.duration, recipe.eq,
-                          recipe.context, combos=recipe.combos, mask_ratio=recipe.mask_ratio, tilt=recipe.tilt)
-            for i, t in enumerate(SYNTHETIC) if recipe.synthetic_stems]
-
-
-def _source_parts(recipe: Recipe, sources: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """source_frames of each source, the recorded ones lending pieces to one another; the lender of
-    a frame is given as its index in `sources`."""
-    parts = []
-    for i, k in enumerate(sources):
-        lenders = [j for j, o in enumerate(sources) if j != i and not isinstance(o, str)] if not isinstance(k, str) else []
-        x, y, other = source_frames(k, recipe.stems_per_source, recipe.seed * 100 + i, recipe.duration, recipe.eq,
-                                    recipe.context, [sources[j] for j in lenders], recipe.mix_share, recipe.combos,
-                                    recipe.mask_ratio, recipe.tilt)
-        parts.append((x, y, np.where(other >= 0, np.array(lenders + [-1], dtype=np.int16)[other], -1)))
-    return parts
 
 
 def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | None = None) -> DrumModel | DrumEnsemble:
     """Fit on every tune source (`recipe.members` times, see Recipe.member) and write the weights to `out`."""
     from darc_bridge.data.kit_pack import check_training_kits
+    from darc_bridge.eval.drum_material import _source_parts, _synthetic_frames, tune_sources
+    from darc_bridge.eval.drum_random_kits import random_kit_frames
 
     t0 = time.perf_counter()
     sources = tune_sources(sources=recipe.sources) if sources is None else sources
@@ -887,208 +484,11 @@ def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | Non
     return model
 
 
-def _runner_figures(truth: list, found: list) -> list[float]:
-    """Per-class F1 (kick, snare, hat) and onset F1 of found hits, merged as eval/runner.py merges them."""
-    from darc_bridge.eval.metrics import onset_f1, per_class_f1
-    from darc_bridge.eval.runner import DEDUPE_S
-
-    merged: list[float] = []
-    for t in sorted(o.time for o in found):
-        if not merged or t - merged[-1] > DEDUPE_S:
-            merged.append(t)
-    pc = per_class_f1(truth, found)
-    ref = np.array(sorted({round(o.time, 4) for o in truth if o.cls < 3}))
-    return [pc["kick"]["f1"], pc["snare"]["f1"], pc["hat"]["f1"], onset_f1(ref, np.array(merged))["f1"]]
-
-
-SNARE_ERRORS = ("tp", "fp", "fn", "fp_on_kick_hat", "kick_hat", "fn_under_hat", "snare_hat")
-
-
-def snare_errors(truth: list, found: list) -> dict[str, int]:
-    """Counts behind snare precision and recall, and the two superposition errors: false snares on a
-    kick+hat played together (no snare there), and snares missed while a hat, ride or crash sounds
-    with them. A "moment" is the truth's hits within the runner's DEDUPE_S of each other; an error
-    falls on the moment within the metric's matching window (metrics.WINDOW_S)."""
-    from mir_eval.util import match_events
-
-    from darc_bridge.eval.metrics import WINDOW_S
-    from darc_bridge.eval.runner import DEDUPE_S
-
-    moments: list[tuple[float, set[int]]] = []
-    for o in sorted((o for o in truth if o.cls < 3), key=lambda o: o.time):
-        if moments and o.time - moments[-1][0] <= DEDUPE_S:
-            moments[-1][1].add(o.cls)
-        else:
-            moments.append((o.time, {o.cls}))
-    times = np.array([t for t, _ in moments])
-
-    def classes_at(t: float) -> set[int]:
-        if not times.size:
-            return set()
-        i = int(np.argmin(np.abs(times - t)))
-        return moments[i][1] if abs(times[i] - t) <= WINDOW_S else set()
-
-    ref = np.array(sorted(o.time for o in truth if o.cls == 1))
-    est = np.array(sorted(o.time for o in found if o.cls == 1))
-    pairs = match_events(ref, est, WINDOW_S) if ref.size and est.size else []
-    hit_ref, hit_est = {i for i, _ in pairs}, {j for _, j in pairs}
-    false = [t for j, t in enumerate(est) if j not in hit_est]
-    missed = [t for i, t in enumerate(ref) if i not in hit_ref]
-    return {"tp": len(pairs), "fp": len(false), "fn": len(missed),
-            "fp_on_kick_hat": sum(classes_at(t) == {0, 2} for t in false),
-            "kick_hat": sum(c == {0, 2} for _, c in moments),
-            "fn_under_hat": sum(2 in classes_at(t) for t in missed),
-            "snare_hat": sum({1, 2} <= c for _, c in moments)}
-
-
-def snare_summary(counts: dict[str, int]) -> list[float]:
-    """Snare precision, recall, the share of kick+hat moments heard as a snare, and the share of
-    snare+cymbal moments whose snare is missed."""
-    c = counts
-    return [c["tp"] / max(1, c["tp"] + c["fp"]), c["tp"] / max(1, c["tp"] + c["fn"]),
-            c["fp_on_kick_hat"] / max(1, c["kick_hat"]), c["fn_under_hat"] / max(1, c["snare_hat"])]
-
-
-SCORE_COLUMNS = ("kick", "snare", "hat", "onset", "snare P", "snare R", "false snare on kick+hat",
-                 "snare missed under hat")
-
-
-def score_stems(model: DrumModel | DrumEnsemble | None, stems: list[tuple[np.ndarray, list]],
-                threshold: float | tuple[float, ...] = THRESHOLD,
-                on_kick_hat: float | None | str = "head", decision: str = COMBO_DECISION) -> np.ndarray:
-    """SCORE_COLUMNS of `model` over (audio, truth) stems (None: the rhythm extractor's model, the
-    transcriber before this one): mean kick, snare, hat and onset F1 per stem, then the snare
-    figures of snare_summary over all stems' hits together."""
-    from darc_bridge.rhythm.features import Onset
-    from darc_bridge.rhythm.nmf import extract_rhythm
-
-    rows = []
-    counts = dict.fromkeys(SNARE_ERRORS, 0)
-    for x, truth in stems:
-        if model is None:
-            found = [o for o in extract_rhythm(x, SAMPLE_RATE).onsets if o.cls < 3]
-        else:
-            frames = pick_hits(probabilities(x, SAMPLE_RATE, model), threshold, on_kick_hat=on_kick_hat,
-                               decision=decision)
-            found = [Onset(f / FPS, c, 1.0) for c, fs in enumerate(frames) for f in fs]
-        rows.append(_runner_figures(truth, found))
-        for k, v in snare_errors(truth, found).items():
-            counts[k] += v
-    return np.array([*np.array(rows).mean(axis=0), *snare_summary(counts)])
-
-
-def _figures_line(values: list[float]) -> str:
-    return ", ".join(f"{name} {v:.3f}" for name, v in zip(SCORE_COLUMNS, values, strict=True))
-
-
-def cross_validate(recipe: Recipe = Recipe(), val_stems: int = 6, baseline: bool = False,
-                   thresholds: tuple[float, ...] = (), folds: tuple[str, ...] = (),
-                   snare_thresholds: tuple[float, ...] = (),
-                   kick_hat_thresholds: tuple[float, ...] = (),
-                   decisions: tuple[str, ...] = (), fitter=None) -> dict[str, list[float]]:
-    """Leave one tune source out: fit on the others, score clean stems of the left-out one
-    (SCORE_COLUMNS). `folds`: leave out only these sources (a quick look while exploring; a choice
-    is made on all of them). `decisions` (combo head): also score these COMBO_DECISIONS, each
-    without and with the kick+hat rule at SNARE_ON_KICK_HAT. `fitter`: another model kind,
-    fitter(frames, labels, recipe) -> a model with `predict(stem_features)` and `tilt` (eval/drum_cnn.py;
-    None: this module's MLP, fit). With `recipe.members` > 1 each fold's model is the members'
-    DrumEnsemble, as train makes it."""
-    if decisions and recipe.head != "combo":
-        from darc_bridge.errors import InputError
-
-        raise InputError("decisions are the combo head's (--head combo); the sigmoids are read per class")
-    variants = [(f" (decision {d}{', kick+hat rule' if rule else ''})", d, rule)
-                for d in decisions for rule in (None, SNARE_ON_KICK_HAT)]
-    sources = tune_sources(sources=recipe.sources)
-    left_out = [i for i, kit in enumerate(sources) if not folds or kit.name in folds]
-    fitted: dict[int, list] = {i: [] for i in left_out}
-    for k in range(recipe.members):  # each member's material rendered once, at its own seed
-        r = recipe.member(k)
-        frames = _source_parts(r, sources)
-        synthetic = _synthetic_frames(r) + random_kit_frames(r)
-        for i in left_out:
-            # the left-out kit's own stems and every stem it lent pieces to
-            parts = [(x[other != i], y[other != i]) for j, (x, y, other) in enumerate(frames) if j != i] + synthetic
-            x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-            fitted[i].append(fit(x, y, r.seed, r.hidden, r.max_iter, r.context, r.tilt, r.head)
-                             if fitter is None else fitter(x, y, r))
-            del x, y, parts
-        del frames, synthetic
-    out = {}
-    for i in left_out:
-        kit = sources[i]
-        model = combine(fitted[i])
-        val = [render_stem(kit, 77_000 + v, 10.0, augment=False) for v in range(val_stems)]
-        out[kit.name] = [round(float(v), 3) for v in score_stems(model, val)]
-        log.info("left out %s: %s", kit.name, _figures_line(out[kit.name]))
-        for th in thresholds:
-            out[f"{kit.name} (threshold {th})"] = [round(float(v), 3) for v in score_stems(model, val, th)]
-        for th in snare_thresholds:
-            out[f"{kit.name} (snare threshold {th})"] = [round(float(v), 3) for v in
-                                                         score_stems(model, val, (THRESHOLD, th, THRESHOLD))]
-        for th in kick_hat_thresholds:
-            out[f"{kit.name} (snare on kick+hat {th})"] = [round(float(v), 3) for v in
-                                                           score_stems(model, val, on_kick_hat=th)]
-        for suffix, d, rule in variants:
-            out[kit.name + suffix] = [round(float(v), 3) for v in score_stems(model, val, on_kick_hat=rule,
-                                                                              decision=d)]
-        if baseline:
-            out[kit.name + " (extractor model)"] = [round(float(v), 3) for v in score_stems(None, val)]
-            log.info("   extractor's model: %s", _figures_line(out[kit.name + " (extractor model)"]))
-    for suffix in ("", " (extractor model)", *(f" (threshold {th})" for th in thresholds),
-                   *(f" (snare threshold {th})" for th in snare_thresholds),
-                   *(f" (snare on kick+hat {th})" for th in kick_hat_thresholds), *(v[0] for v in variants)):
-        rows = [v for k, v in out.items() if k.endswith(suffix) and (suffix or "(" not in k)]
-        if rows:
-            out["mean" + suffix] = [round(float(v), 3) for v in np.mean(rows, axis=0)]
-    out["columns"] = list(SCORE_COLUMNS)
-    return out
-
-
-def held_out_report(set_dir: Path, before: Path | None = None,
-                    candidates: dict | None = None) -> dict[str, dict[str, list[float]]]:
-    """The gate's reference drums (write_gate_set: 32 cases from the held-out kits, written to
-    `set_dir` if missing) scored as eval/runner.py scores them (SCORE_COLUMNS), through the
-    extractor's model (the transcriber before the drum model), a `before` drum model file if given
-    (deciding without and with the kick+hat rule of pick_hits) and the committed drum model, overall
-    and per kit; `candidates`: also these models by name (any with `predict` and `tilt`, deciding
-    as pick_hits' sigmoids do). Run once, at the end: the held-out figures
-    are reported, never tuned on."""
-    from darc_bridge.data.kit_corpus import write_gate_set
-    from darc_bridge.data.kit_pack import build_pack
-    from darc_bridge.eval.runner import find_cases, load_case
-    from darc_bridge.eval.transcribe import transcribe
-
-    if not (set_dir.is_dir() and any(set_dir.iterdir())):
-        write_gate_set(set_dir, build_pack(32000, splits=("held_out",)))
-    readers: dict[str, tuple[str, DrumModel | DrumEnsemble | None, float | None | str]] = {
-        "extractor model": ("extractor", None, None)}
-    if before is not None:  # the earlier model as it decided: every class at THRESHOLD, no kick+hat rule
-        readers[f"drum model {before.name} (before)"] = ("drum", load(before), None)
-        readers[f"drum model {before.name} (before, kick+hat rule)"] = ("drum", load(before), SNARE_ON_KICK_HAT)
-    readers["drum model (now)"] = ("drum", load_model(), "head")  # deciding as its head does (pick_hits)
-    readers |= {name: ("drum", model, "head") for name, model in (candidates or {}).items()}
-    rows: dict[str, dict[str, list]] = {name: {} for name in readers}
-    counts: dict[str, dict[str, dict[str, int]]] = {name: {} for name in readers}
-    for folder in find_cases(set_dir):
-        case = load_case(folder)
-        kit = json.loads((folder / "case.json").read_text())["kit"]
-        stem, sr = case.drums.mono(), case.drums.sample_rate
-        for name, (method, model, on_kick_hat) in readers.items():
-            found = transcribe(stem, sr, model=model, method=method, on_kick_hat=on_kick_hat).onsets
-            fig = _runner_figures(case.prompt_onsets, found)
-            errors = snare_errors(case.prompt_onsets, found)
-            for key in ("all", kit):
-                rows[name].setdefault(key, []).append(fig)
-                total = counts[name].setdefault(key, dict.fromkeys(SNARE_ERRORS, 0))
-                for k, v in errors.items():
-                    total[k] += v
-    return {name: {k: [round(float(v), 3) for v in [*np.mean(r, axis=0), *snare_summary(counts[name][k])]]
-                   for k, r in by.items()} | {"columns": list(SCORE_COLUMNS)}
-            for name, by in rows.items()}
-
 
 def main(argv: list[str] | None = None) -> None:
+    from darc_bridge.eval.drum_material import SOURCE_SETS
+    from darc_bridge.eval.drum_scoring import cross_validate, held_out_report
+
     parser = argparse.ArgumentParser(description="train or cross-validate the drum transcriber's model (tune split)")
     parser.add_argument("command", choices=("train", "cv", "heldout"),
                         help="train: fit and write the model; cv: leave-one-kit-out over tune kits; "
