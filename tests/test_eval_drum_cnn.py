@@ -12,7 +12,7 @@ from darc_bridge.data.grooves import Hit
 from darc_bridge.data.kit_corpus import render_kit
 from darc_bridge.data.kit_pack import build_pack
 from darc_bridge.errors import InputError
-from darc_bridge.eval import drum_cnn, drum_model
+from darc_bridge.eval import drum_cnn, drum_material, drum_model, drum_scoring
 from darc_bridge.kits import find_drumkits, read_drumkit
 from darc_bridge.rhythm.features import Onset
 
@@ -37,7 +37,7 @@ def _stem(kit, pieces: tuple[str, ...], seed: int, duration: float = 4.0) -> tup
 
 def _frames(kit, pieces, seeds) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    parts = [drum_model.stem_frames(*_stem(kit, pieces, s), rng) for s in seeds]
+    parts = [drum_material.stem_frames(*_stem(kit, pieces, s), rng) for s in seeds]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -117,7 +117,7 @@ def test_kick_alone_against_hat_alone_is_learned(kit):
         stem, truth = _stem(kit, ("kick", "hat"), seed)
         frames = drum_model.pick_hits(drum_model.probabilities(stem, SR, model))
         found = [Onset(f / drum_model.FPS, c, 1.0) for c, fs in enumerate(frames) for f in fs]
-        figures.append(drum_model._runner_figures(truth, found))
+        figures.append(drum_scoring._runner_figures(truth, found))
         snares += frames[1].size
     kick, _, hat, _ = np.mean(figures, axis=0)
     assert kick >= 0.9 and hat >= 0.8, figures
@@ -127,7 +127,7 @@ def test_kick_alone_against_hat_alone_is_learned(kit):
 def test_cross_validation_fits_the_given_model_kind(monkeypatch):
     xmls = [p for p in find_drumkits() if read_drumkit(p).name in ("Millo-Drums_v.1", "ColomboAcousticDrumkit")]
     kits = build_pack(SR, drumkits=xmls, splits=("tune",)).kits
-    monkeypatch.setattr(drum_model, "tune_sources", lambda **_: kits)
+    monkeypatch.setattr(drum_scoring, "tune_sources", lambda **_: kits)  # where cross_validate reads it
     fitted = []
 
     def fit(x, y, recipe):
@@ -135,9 +135,9 @@ def test_cross_validation_fits_the_given_model_kind(monkeypatch):
         return drum_cnn.fitter(TINY)(x, y, recipe)
 
     recipe = drum_model.Recipe(stems_per_source=1, duration=2.0, synthetic_stems=0, members=1)
-    out = drum_model.cross_validate(recipe, val_stems=1, folds=(kits[0].name,), fitter=fit)
+    out = drum_scoring.cross_validate(recipe, val_stems=1, folds=(kits[0].name,), fitter=fit)
     assert len(fitted) == 1 and fitted[0][1] == 3 * 40 * len(drum_model.CONTEXT)
-    assert len(out[kits[0].name]) == len(drum_model.SCORE_COLUMNS) and kits[1].name not in out
+    assert len(out[kits[0].name]) == len(drum_scoring.SCORE_COLUMNS) and kits[1].name not in out
 
 
 def test_train_writes_a_model_the_transcriber_reads(tmp_path, kit):

@@ -8,7 +8,7 @@ import pytest
 
 from darc_bridge.data.kit_pack import build_pack
 from darc_bridge.errors import InputError
-from darc_bridge.eval import drum_model
+from darc_bridge.eval import drum_material, drum_model, drum_scoring
 from darc_bridge.kits import find_drumkits, read_drumkit
 from darc_bridge.kits.splits import HYDROGEN_KITS
 
@@ -38,7 +38,7 @@ def test_retrain_is_deterministic_on_a_tiny_subset(tmp_path, tiny_sources):
     assert loaded.context == drum_model.CONTEXT
     other = drum_model.train(drum_model.Recipe(**{**TINY.__dict__, "seed": 2}), tmp_path / "c.npz", sources=tiny_sources)
     assert not np.array_equal(a.w1, other.w1)  # the seed is what fixes it, not a constant
-    x, truth = drum_model.render_stem(tiny_sources[0], 5, 3.0)
+    x, truth = drum_material.render_stem(tiny_sources[0], 5, 3.0)
     probs = drum_model.probabilities(x, drum_model.SAMPLE_RATE, loaded)
     assert probs.shape[1] == 3 and np.all((probs >= 0) & (probs <= 1))
 
@@ -77,7 +77,7 @@ def test_an_ensemble_is_its_members_fitted_at_successive_seeds_and_averages_them
     assert isinstance(loaded, drum_model.DrumEnsemble) and len(loaded.members) == 2
     for a, b in zip(loaded.members, ensemble.members, strict=True):
         assert all(np.array_equal(getattr(a, n), getattr(b, n)) for n in drum_model.ARRAYS)
-    x, _ = drum_model.render_stem(tiny_sources[0], 5, 3.0)
+    x, _ = drum_material.render_stem(tiny_sources[0], 5, 3.0)
     probs = drum_model.probabilities(x, drum_model.SAMPLE_RATE, loaded)
     each = [drum_model.probabilities(x, drum_model.SAMPLE_RATE, m) for m in loaded.members]
     assert np.allclose(probs, np.mean(each, axis=0), atol=1e-6) and not np.allclose(each[0], each[1])
@@ -108,24 +108,6 @@ def test_a_model_file_from_another_version_is_refused(tmp_path):
         drum_model.DrumModel.load(path)
 
 
-def test_degradations_keep_length_and_level():
-    rng = np.random.default_rng(0)
-    x, _ = drum_model.render_stem("builtin", 1, 2.0, augment=False)
-    for _ in range(6):
-        y = drum_model.degrade(drum_model.equalise(x, drum_model.SAMPLE_RATE, rng), drum_model.SAMPLE_RATE, rng)
-        assert y.shape == x.shape and np.all(np.isfinite(y))
-        assert 0.1 < np.sqrt(np.mean(y ** 2)) / np.sqrt(np.mean(x ** 2)) < 10
-
-
-def test_gm_program_becomes_a_kit_with_velocity_layers():
-    kit = drum_model._gm_kit("standard", drum_model.SAMPLE_RATE)
-    assert {"kick", "snare", "hat", "open_hat", "crash", "ride", "tom"} <= set(kit.pieces)
-    layers = kit.pieces["snare"][0]
-    assert len(layers) == 3 and [s.velocity for s in layers] == sorted(s.velocity for s in layers)
-    peaks = [float(np.max(np.abs(s.audio))) for s in layers]
-    assert peaks[0] < peaks[-1] <= 1.0 + 1e-6
-
-
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 15 epochs: a small fit
 def test_a_kit_not_trained_on_hears_no_snare_in_kick_plus_hat(tmp_path):
@@ -143,88 +125,23 @@ def test_a_kit_not_trained_on_hears_no_snare_in_kick_plus_hat(tmp_path):
     recipe = drum_model.Recipe(stems_per_source=16, duration=6.0, hidden=32, max_iter=15, synthetic_stems=0,
                                members=1)
     model = drum_model.train(recipe, tmp_path / "m.npz", sources=[kits[n] for n in names[:4]] + ["builtin"])
-    stems = [drum_model.render_stem(kits["rumpf_kit_z01_gm"], 77_000 + v, 10.0, augment=False) for v in range(4)]
+    stems = [drum_material.render_stem(kits["rumpf_kit_z01_gm"], 77_000 + v, 10.0, augment=False) for v in range(4)]
 
     def figures(on_kick_hat):
-        counts = dict.fromkeys(drum_model.SNARE_ERRORS, 0)
+        counts = dict.fromkeys(drum_scoring.SNARE_ERRORS, 0)
         for x, truth in stems:
             probs = drum_model.probabilities(x, drum_model.SAMPLE_RATE, model)
             frames = drum_model.pick_hits(probs, on_kick_hat=on_kick_hat)
             found = [Onset(f / drum_model.FPS, c, 1.0) for c, fs in enumerate(frames) for f in fs]
-            for k, v in drum_model.snare_errors(truth, found).items():
+            for k, v in drum_scoring.snare_errors(truth, found).items():
                 counts[k] += v
-        return counts, drum_model.snare_summary(counts)
+        return counts, drum_scoring.snare_summary(counts)
 
     counts, (precision, _, false_on_kick_hat, _) = figures(drum_model.SNARE_ON_KICK_HAT)
     old_counts, (old_precision, _, old_false, _) = figures(None)
     assert counts["kick_hat"] >= 50, counts  # the grooves do put kicks under hats
     assert old_false > 0.15 and false_on_kick_hat <= 0.1, (counts, old_counts)  # 14 of 77 -> 7
     assert precision > old_precision, (counts, old_counts)
-
-
-def test_snare_errors_name_the_superpositions():
-    """The diagnostic the CV and the held-out report print: a snare found on a kick+hat moment is a
-    false snare on kick+hat; a snare missed where a hat sounds is one missed under a hat."""
-    from darc_bridge.rhythm.features import Onset
-
-    truth = [Onset(0.5, 0, 0.9), Onset(0.5, 2, 0.6), Onset(1.0, 1, 0.9), Onset(1.0, 2, 0.6),
-             Onset(1.5, 1, 0.9), Onset(2.0, 0, 0.9)]
-    found = [Onset(0.51, 1, 1.0), Onset(1.49, 1, 1.0), Onset(2.0, 1, 1.0)]
-    c = drum_model.snare_errors(truth, found)
-    assert c == {"tp": 1, "fp": 2, "fn": 1, "fp_on_kick_hat": 1, "kick_hat": 1, "fn_under_hat": 1, "snare_hat": 1}
-    assert drum_model.snare_summary(c) == [1 / 3, 0.5, 1.0, 1.0]
-
-
-def test_a_snare_under_a_louder_kick_or_hat_is_not_taught():
-    from darc_bridge.rhythm.features import Onset
-
-    truth = [Onset(0.2, 1, 0.2), Onset(0.2, 2, 0.7), Onset(0.6, 1, 0.9), Onset(0.6, 2, 0.7), Onset(1.0, 1, 0.2)]
-    n = int(1.3 * drum_model.FPS)
-    masked = drum_model.masked_snares(n, truth)
-    frame = [int(round((t + drum_model.LEAD_IN_S) * drum_model.FPS)) for t in (0.2, 0.6, 1.0)]
-    assert masked[frame[0]] and not masked[frame[1]] and not masked[frame[2]]
-    assert not drum_model.masked_snares(n, truth, ratio=0.0).any()
-
-
-def test_hybrid_kit_takes_whole_classes_from_its_partner():
-    pack = build_pack(drum_model.SAMPLE_RATE, drumkits=[_kit_xml("Millo-Drums_v.1"), _kit_xml("HardElectro1")],
-                      splits=("tune",))
-    from darc_bridge.data.grooves import PIECE_CLASS
-
-    a, b = pack.kits
-    for seed in range(4):
-        h = drum_model.hybrid_kit(a, b, np.random.default_rng(seed))
-        from_b = {PIECE_CLASS[p] for p, v in h.pieces.items() if v is b.pieces.get(p)}
-        from_a = {PIECE_CLASS[p] for p, v in h.pieces.items() if v is a.pieces.get(p)}
-        assert 1 <= len(from_b) <= 2 and not from_a & from_b and h.split == "tune", (from_a, from_b)
-
-
-def test_random_kits_are_reproducible_and_keep_the_classes_bands():
-    """Domain randomisation: a procedural kit has every piece the grooves play, three velocity
-    layers (a softer one duller), is fixed by its generator, and however its timbres fall, its kick
-    sits below its snare and its snare below its hat (what the classes are, beyond any one kit)."""
-    import librosa
-
-    from darc_bridge.data.grooves import PIECE_CLASS
-
-    a, b = drum_model.random_kit(np.random.default_rng(3)), drum_model.random_kit(np.random.default_rng(3))
-    assert set(a.pieces) == set(PIECE_CLASS) and a.split == "tune"
-    for piece, instruments in a.pieces.items():
-        assert np.array_equal(instruments[0][1].audio, b.pieces[piece][0][1].audio), piece
-    rng = np.random.default_rng(0)
-
-    def centroid(x):
-        return float(np.median(librosa.feature.spectral_centroid(y=x, sr=drum_model.SAMPLE_RATE, n_fft=512)))
-
-    for _ in range(8):
-        kit = drum_model.random_kit(rng)
-        layers = kit.pieces["snare"][0]
-        assert [s.velocity for s in layers] == sorted(s.velocity for s in layers)
-        assert centroid(layers[0].audio) < centroid(layers[-1].audio)  # a soft stroke is duller
-        kick, snare, hat = (centroid(kit.pieces[p][0][-1].audio) for p in ("kick", "snare", "hat"))
-        assert kick < snare < hat, (kick, snare, hat)
-        assert all(np.isfinite(s.audio).all() and np.max(np.abs(s.audio)) <= 1.0 + 1e-6
-                   for inst in kit.pieces.values() for s in inst[0])
 
 
 def test_without_tilt_takes_off_a_kits_spectral_tilt_and_keeps_the_hits():
@@ -245,92 +162,13 @@ def test_random_kit_stems_and_the_tilt_option_travel_with_the_model(tmp_path, ti
     loaded = drum_model.DrumModel.load(tmp_path / "b.npz")
     assert loaded.tilt and not drum_model.DrumModel.load(tmp_path / "a.npz").tilt
     assert not np.array_equal(plain.mean, model.mean)  # more (and other) frames went in
-    x, _ = drum_model.render_stem(tiny_sources[0], 5, 3.0)
+    x, _ = drum_material.render_stem(tiny_sources[0], 5, 3.0)
     with_tilt = drum_model.probabilities(x, drum_model.SAMPLE_RATE, loaded)
     assert np.allclose(with_tilt, loaded.predict(drum_model.stem_features(drum_model.prepare(
         x, drum_model.SAMPLE_RATE), tilt=True))[int(round(drum_model.LEAD_IN_S * drum_model.FPS)):])
 
 
 # ---------------------------------------------------------------- the enlarged tune sources
-
-
-def test_added_sources_sit_in_their_own_split_tables_and_leave_the_gate_and_darc_as_they_were():
-    """Debian hydrogen-data's and TimGM6mb's kits are the transcriber's alone: the gate's held-out
-    kits are still exactly the five, and DARC's training pack (build_pack, HYDROGEN_KITS) does not
-    read the added kits, so its training songs do not change with them."""
-    from darc_bridge.kits.splits import (
-        GM_PROGRAMS,
-        SOUNDFONT_PROGRAMS,
-        TRANSCRIBER_HYDROGEN_KITS,
-        split_of_kit,
-    )
-
-    assert HYDROGEN_KITS["held_out"] == ("Audiophob", "BJA_Pacific", "Forzee Stereo Drumkit", "The Black Pearl 1.0",
-                                         "VariBreaks")
-    assert TRANSCRIBER_HYDROGEN_KITS["tune"] == ("TR808EmulationKit",)
-    assert "GMRockKit" in TRANSCRIBER_HYDROGEN_KITS["held_out"]  # The Black Pearl's samples
-    for table in (TRANSCRIBER_HYDROGEN_KITS, *SOUNDFONT_PROGRAMS.values()):
-        assert set(table["tune"]).isdisjoint(table["held_out"])
-    for name in (*TRANSCRIBER_HYDROGEN_KITS["tune"], *TRANSCRIBER_HYDROGEN_KITS["held_out"]):
-        assert split_of_kit(name) is None  # not in HYDROGEN_KITS: build_pack leaves it out
-    assert set(SOUNDFONT_PROGRAMS["TimGM6mb.sf2"]["tune"]).isdisjoint({"jazz", "room"})  # its standard again
-    assert GM_PROGRAMS["held_out"] == ("room", "tr808", "brush")
-    with pytest.raises(InputError, match="no usable Hydrogen drumkit"):
-        build_pack(drum_model.SAMPLE_RATE, drumkits=[_kit_xml("TR808EmulationKit"), _kit_xml("GMRockKit")])
-
-
-def test_held_out_and_unlisted_added_sources_are_refused_for_training(tmp_path):
-    near_copy = drum_model._hydrogen_kit("GMRockKit", drum_model.SAMPLE_RATE)
-    assert near_copy.split == "held_out" and {"kick", "snare", "hat"} <= set(near_copy.pieces)
-    with pytest.raises(InputError, match="held-out"):
-        drum_model.train(TINY, tmp_path / "x.npz", sources=[near_copy, "builtin"])
-    assert not (tmp_path / "x.npz").exists()
-    held_gm = drum_model._gm_kit("tr808", drum_model.SAMPLE_RATE)  # FluidR3's: held out
-    with pytest.raises(InputError, match="held-out"):
-        drum_model.train(TINY, tmp_path / "x.npz", sources=[held_gm])
-    with pytest.raises(InputError, match="no split table"):
-        drum_model._gm_kit("jazz", drum_model.SAMPLE_RATE, "TimGM6mb.sf2")
-    with pytest.raises(InputError, match="not in TRANSCRIBER_HYDROGEN_KITS"):
-        drum_model._hydrogen_kit("Audiophob", drum_model.SAMPLE_RATE)
-    with pytest.raises(InputError, match="unknown source set"):
-        drum_model.tune_sources(sources="everything")
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest normalised cross-correlation of two shots' first 0.4 s (1: the same samples)."""
-    n = int(0.4 * drum_model.SAMPLE_RATE)
-    a, b = a[:n], b[:n]
-    return float(np.max(np.abs(np.correlate(a, b, "full"))) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-
-
-@pytest.mark.slow
-def test_added_tune_sources_render_and_are_no_near_copy_of_held_out_material():
-    """The enlarged set is the base set in the same order (so its stems are the same) and then the
-    added kits, each with velocity layers of a kick, a snare and a hat; none of their kicks, snares
-    or hats is a near copy of a held-out kit's or FluidR3 program's (splits.py's rule), while the
-    check does find the one it is there for (GMRockKit is The Black Pearl 1.0)."""
-    from darc_bridge.kits.splits import GM_PROGRAMS, SOUNDFONT_PROGRAMS, TRANSCRIBER_HYDROGEN_KITS
-
-    base = [k.name for k in drum_model.tune_sources(sources="base")]
-    kits = drum_model.tune_sources(sources="enlarged")
-    added = kits[len(base):]
-    assert [k.name for k in kits[:len(base)]] == base
-    assert [k.name for k in added] == [*TRANSCRIBER_HYDROGEN_KITS["tune"],
-                                       *(f"TimGM6mb:{p}" for p in SOUNDFONT_PROGRAMS["TimGM6mb.sf2"]["tune"])]
-    held = build_pack(drum_model.SAMPLE_RATE, splits=("held_out",)).kits
-    held += [drum_model._gm_kit(p, drum_model.SAMPLE_RATE) for p in GM_PROGRAMS["held_out"]]
-    for kit in added:
-        assert kit.split == "tune"
-        for piece in ("kick", "snare", "hat"):
-            layers = kit.pieces[piece][0]
-            assert max(float(np.max(np.abs(s.audio))) for s in layers) > 0.5
-            assert layers[0].velocity <= layers[-1].velocity
-            nearest = max(_correlation(a[-1].audio, b[-1].audio) for a in kit.pieces[piece]
-                          for h in held for b in h.pieces[piece])
-            assert nearest < 0.9, (kit.name, piece, nearest)
-    black_pearl = next(k for k in held if k.name == "The Black Pearl 1.0")
-    near_copy = drum_model._hydrogen_kit("GMRockKit", drum_model.SAMPLE_RATE)
-    assert _correlation(near_copy.pieces["snare"][0][-1].audio, black_pearl.pieces["snare"][0][-1].audio) > 0.97
 
 
 # ---------------------------------------------------------------- the combo head (a softmax over class combinations)
@@ -342,7 +180,7 @@ def test_combo_labels_name_the_combination_of_classes_starting_at_each_frame():
     truth = [Onset(0.2, 0, 0.9), Onset(0.2, 2, 0.6), Onset(0.6, 1, 0.9), Onset(0.6, 2, 0.6), Onset(1.0, 0, 0.9),
              Onset(1.0, 1, 0.8), Onset(1.0, 2, 0.5), Onset(1.4, 1, 0.7)]
     n = int(1.8 * drum_model.FPS)
-    labels = drum_model.combo_labels(drum_model._targets(n, truth))
+    labels = drum_model.combo_labels(drum_material._targets(n, truth))
     frame = {t: int(round((t + drum_model.LEAD_IN_S) * drum_model.FPS)) for t in (0.2, 0.6, 1.0, 1.4)}
     assert [labels[frame[t]] for t in (0.2, 0.6, 1.0, 1.4)] == [5, 6, 7, 2]  # K+H, S+H, K+S+H, S
     assert labels[frame[0.2] + 1] == 5 and labels[frame[0.2] + 2] == 0  # the hit's frame either side only
@@ -394,7 +232,7 @@ def test_a_combo_model_round_trips_and_a_sigmoid_file_loads_as_before(tmp_path, 
     assert loaded.head == "combo" and loaded.w2.shape == (TINY.hidden, drum_model.N_COMBOS)
     for k in ("mean", "scale", "w1", "b1", "w2", "b2"):
         assert np.array_equal(getattr(model, k), getattr(loaded, k)), k
-    x, _ = drum_model.render_stem(tiny_sources[0], 5, 3.0)
+    x, _ = drum_material.render_stem(tiny_sources[0], 5, 3.0)
     probs = drum_model.probabilities(x, drum_model.SAMPLE_RATE, loaded)
     assert probs.shape[1] == drum_model.N_COMBOS and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert np.all((probs >= 0) & (probs <= 1))
@@ -442,5 +280,3 @@ def test_an_unknown_head_is_an_input_error(capsys):
     with pytest.raises(SystemExit) as exc:
         drum_model.main(["train", "--head", "softmax"])
     assert exc.value.code == 2 and "--head" in capsys.readouterr().err
-    with pytest.raises(InputError, match="combo head"):  # before any rendering
-        drum_model.cross_validate(drum_model.Recipe(), decisions=("argmax",))
