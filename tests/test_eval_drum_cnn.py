@@ -127,7 +127,8 @@ def test_kick_alone_against_hat_alone_is_learned(kit):
 def test_cross_validation_fits_the_given_model_kind(monkeypatch):
     xmls = [p for p in find_drumkits() if read_drumkit(p).name in ("Millo-Drums_v.1", "ColomboAcousticDrumkit")]
     kits = build_pack(SR, drumkits=xmls, splits=("tune",)).kits
-    monkeypatch.setattr(drum_scoring, "tune_sources", lambda **_: kits)  # where cross_validate reads it
+    asked = []
+    monkeypatch.setattr(drum_scoring, "tune_sources", lambda **kw: asked.append(kw) or kits)  # where cross_validate reads it
     fitted = []
 
     def fit(x, y, recipe):
@@ -137,6 +138,9 @@ def test_cross_validation_fits_the_given_model_kind(monkeypatch):
     recipe = drum_model.Recipe(stems_per_source=1, duration=2.0, synthetic_stems=0, members=1)
     out = drum_scoring.cross_validate(recipe, val_stems=1, folds=(kits[0].name,), fitter=fit)
     assert len(fitted) == 1 and fitted[0][1] == 3 * 40 * len(drum_model.CONTEXT)
+    # the fold's fit saw exactly the other patched kit's frames (no synthetic stems, no borrowed pieces)
+    assert asked == [{"sources": recipe.sources}]
+    assert fitted[0][0] == drum_material._source_parts(recipe, kits)[1][0].shape[0]
     assert len(out[kits[0].name]) == len(drum_scoring.SCORE_COLUMNS) and kits[1].name not in out
 
 
