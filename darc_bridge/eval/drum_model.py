@@ -13,7 +13,8 @@ file, the decision; and the training entry point (fit, Recipe, train, the CLI). 
 apart: the training material (eval/drum_material.py, its procedural kits eval/drum_random_kits.py)
 and the scoring that chose the settings (eval/drum_scoring.py) are never needed to transcribe, and
 the eval gate hashes the files holding the run-time decision code (train/gate.py's gate_weights:
-this file and transcribe.py, with the weights).
+this file and transcribe.py, with the weights). Those modules import this one, so train and main
+import them inside the function.
 
 Input: the extractor's own features (onset_model.base_features: above-background log-mel and its
 SuperFlux rise) plus the plain log-mel of the peak-normalised stem (a run of kicks raises a band's
@@ -457,7 +458,6 @@ def _source_names(sources: list) -> list[str]:
     return [getattr(s, "name", s) for s in sources]
 
 
-
 def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | None = None) -> DrumModel | DrumEnsemble:
     """Fit on every tune source (`recipe.members` times, see Recipe.member) and write the weights to `out`."""
     from darc_bridge.data.kit_pack import check_training_kits
@@ -482,7 +482,6 @@ def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | Non
     load_model.cache_clear()
     log.info("drum model written to %s after %.0f s", out, time.perf_counter() - t0)
     return model
-
 
 
 def main(argv: list[str] | None = None) -> None:
