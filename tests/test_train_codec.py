@@ -244,3 +244,66 @@ def test_a_negative_adversarial_weight_on_the_command_line_exits_2(tmp_path, cap
                      "--adversarial-weight", "-0.5"])
     assert rc == 2 and "adversarial_weight must be a finite number >= 0" in capsys.readouterr().err
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_balanced_codec_steps_hand_each_loss_to_audiocrafts_balancer(tmp_path, monkeypatch):
+    """`balanced`: every weighted loss reaches audiocraft's Balancer by name, with the decoded audio
+    as the one input it balances on; decoder-only keeps every token; the manifest says so."""
+    import json
+
+    import audiocraft.losses
+    import numpy as np
+
+    from darc_bridge.audio.io import Audio
+    from darc_bridge.model.checkpoint import save_checkpoint
+    from darc_bridge.model.codec import encode_audio
+
+    calls: list[tuple[set[str], tuple[int, ...], bool]] = []
+    made: list[dict[str, float]] = []
+
+    class Spy(audiocraft.losses.Balancer):
+        def __init__(self, weights, **kw):
+            made.append(dict(weights))
+            super().__init__(weights, **kw)
+
+        def backward(self, losses, input):
+            calls.append((set(losses), tuple(input.shape), input.requires_grad))
+            return super().backward(losses, input)
+
+    monkeypatch.setattr(audiocraft.losses, "Balancer", Spy)
+    write_corpus(tmp_path / "corpus", songs=1, duration=2.0, sample_rate=32000)
+    save_checkpoint(random_checkpoint("tiny", seed=3), tmp_path / "model", overwrite=True)
+    s = CodecTrainSettings(steps=2, batch_size=2, segment_s=0.25, lr=3e-3, decoder_only=True, balanced=True,
+                           adversarial_weight=4.0, feature_weight=4.0, disc_filters=4, disc_ffts=(512, 256),
+                           disc_crop_s=0.125)
+    result = train_codec(tmp_path / "corpus", tmp_path / "sharp", s, init=str(tmp_path / "model"))
+    assert made == [{"l1": 0.1, "mel": 1.0, "stft": 1.0, "adv": 4.0, "feat": 4.0}]
+    assert calls == [({"l1", "mel", "stft", "adv", "feat"}, (2, 1, 8000), True)] * 2
+    assert all(np.isfinite(result["losses"]))
+    before, after = load_checkpoint(tmp_path / "model"), load_checkpoint(tmp_path / "sharp")
+    b, a = before.codec.state_dict(), after.codec.state_dict()
+    changed = {k for k in b if not torch.equal(b[k], a[k])}
+    assert changed and all(k.startswith("decoder.") for k in changed)
+    x = np.random.default_rng(1).standard_normal((1, 16000)).astype(np.float32) * 0.3
+    assert torch.equal(encode_audio(before.codec, Audio(x, 32000)), encode_audio(after.codec, Audio(x, 32000)))
+    assert json.loads((tmp_path / "sharp" / "darc.json").read_text())["codec_adversarial"]["balanced"] is True
+
+    # a whole codec: a zero-weight loss is left out, and the encoder still learns (the commitment
+    # penalty is added beside the balanced gradient, which reaches it through the quantizer)
+    calls.clear()
+    made.clear()
+    s = CodecTrainSettings(steps=2, batch_size=2, segment_s=0.25, lr=3e-3, balanced=True, stft_weight=0.0)
+    train_codec(tmp_path / "corpus", tmp_path / "whole", s, preset="tiny")
+    assert made == [{"l1": 0.1, "mel": 1.0}] and all(c[0] == {"l1", "mel"} for c in calls) and len(calls) == 2
+    start = random_checkpoint("tiny", seed=0).codec.state_dict()
+    whole = load_checkpoint(tmp_path / "whole").codec.state_dict()
+    assert any(not torch.equal(start[k], whole[k]) for k in start if k.startswith("encoder."))
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"mel_weight": -1.0}, "mel_weight must be a finite number >= 0"),
+    ({"balanced": True, "l1_weight": 0.0, "mel_weight": 0.0, "stft_weight": 0.0}, "needs a reconstruction loss"),
+])
+def test_bad_balanced_settings_are_refused_by_name(bad, message):
+    with pytest.raises(InputError, match=message):
+        CodecTrainSettings(**bad)

@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(works with --decoder-only; measured on the mini decoder in docs/training.md: no steady gain)")
     p.add_argument("--feature-weight", type=float, default=0.0,
                    help="codec: weight of the discriminator's feature-matching loss, 0: off")
+    p.add_argument("--balanced", action="store_true",
+                   help="codec: weigh the losses by their share of the gradient on the decoded audio "
+                        "(audiocraft's Balancer, as EnCodec), not as raw multipliers")
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="codec: also save the model so far every this many steps, in OUT.snapshot")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -140,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         s = CodecTrainSettings(steps=args.steps or 2000, batch_size=args.batch_size or 8, segment_s=args.segment_s,
                                lr=args.lr or 3e-4, seed=args.seed, device=args.device,
                                decoder_only=args.decoder_only, snapshot_every=args.snapshot_every,
-                               adversarial_weight=args.adversarial_weight, feature_weight=args.feature_weight)
+                               adversarial_weight=args.adversarial_weight, feature_weight=args.feature_weight,
+                               balanced=args.balanced)
         result = train_codec(args.data, out, s, init=args.init, preset=args.preset)
         print(f"codec trained: loss {result['losses'][0]:.3f} -> {result['losses'][-1]:.3f}; checkpoint {out}")
         return 0

@@ -69,6 +69,12 @@ class CodecTrainSettings:
     # loss's 0.02-0.07 (growing) and feature matching's a tenth of that: A = 1, F = 10 was measured.
     adversarial_weight: float = 0.0  # hinge generator loss, averaged over the discriminator's scales
     feature_weight: float = 0.0  # L1 between its feature maps of real and decoded audio
+    # EnCodec's way to weigh them: audiocraft's gradient balancer (audiocraft.losses.Balancer). The
+    # weights above and l1 / mel / stft then say what share of the gradient on the decoded audio each
+    # loss gets (EnCodec: adv 4, feat 4, msspec 2, l1 0.1), whatever its own scale, instead of being
+    # raw multipliers. The commitment penalty does not pass through the decoded audio and is added
+    # as it is.
+    balanced: bool = False
     # Discriminator size, for a 2-core CPU: audiocraft's 32 filters on 5 scales over 1 s crops take
     # 27 s a step (batch 8, one thread); 8 filters on 3 scales over 0.25 s crops take 0.5 s, with
     # the hop a quarter of each FFT as audiocraft's. 256 samples resolve a snare's attack (8 ms).
@@ -79,10 +85,12 @@ class CodecTrainSettings:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("adversarial_weight", "feature_weight"):
+        for name in ("adversarial_weight", "feature_weight", "l1_weight", "mel_weight", "stft_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise InputError(f"codec {name} must be a finite number >= 0 (0: off), not {value}")
+        if self.balanced and not self.l1_weight + self.mel_weight + self.stft_weight > 0:
+            raise InputError("a balanced codec run needs a reconstruction loss with a weight above 0")
         if self.adversarial:
             if self.disc_filters < 1:
                 raise InputError(f"codec disc_filters must be at least 1, not {self.disc_filters}")
@@ -266,6 +274,13 @@ def train_codec(
     if settings.adversarial and adversary is None:
         adversary = make_adversary(settings, sr, device)
     disc_n = int(settings.disc_crop_s * sr)
+    weights = {"l1": settings.l1_weight, "mel": settings.mel_weight, "stft": settings.stft_weight,
+               "adv": settings.adversarial_weight, "feat": settings.feature_weight}
+    balancer = None
+    if settings.balanced:
+        from audiocraft.losses import Balancer
+
+        balancer = Balancer({k: w for k, w in weights.items() if w > 0}, monitor=True)
     losses: list[float] = []
     history: dict[str, list[float]] = {"reconstruction": [], "adversarial": [], "feature": [], "discriminator": []}
     t0 = time.perf_counter()
@@ -274,19 +289,26 @@ def train_codec(
         rng = np.random.default_rng([settings.seed, step])
         x = random_crops(clips, rng, settings.batch_size, n).to(device)
         y, penalty = _decoder_pass(codec, x) if settings.decoder_only else _full_pass(codec, x)
-        loss = (settings.l1_weight * F.l1_loss(y, x) + settings.mel_weight * mel(y, x)
-                + settings.commit_weight * penalty
-                + (settings.stft_weight * stft(y, x) if settings.stft_weight else 0.0))
+        terms = {"l1": F.l1_loss(y, x), "mel": mel(y, x), **({"stft": stft(y, x)} if settings.stft_weight else {})}
+        loss = sum(weights[k] * v for k, v in terms.items()) + settings.commit_weight * penalty
         history["reconstruction"].append(float(loss.detach()))
         if adversary is not None:
             real, fake = random_window(x, y, disc_n, rng)
             history["discriminator"].append(float(adversary.train_adv(fake, real).detach()))  # it detaches `fake`
             adv, feat = adversary(fake, real)  # the discriminator just updated, read-only here
+            terms |= {"adv": adv, "feat": feat}
             loss = loss + settings.adversarial_weight * adv + settings.feature_weight * feat
             history["adversarial"].append(float(adv.detach()))
             history["feature"].append(float(feat.detach()))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if balancer is None:
+            loss.backward()
+        else:  # each term's gradient on y scaled to its share; the penalty (encoder side) as it is
+            penalty = penalty if torch.is_tensor(penalty) else torch.zeros((), device=y.device)  # decoder-only: 0
+            if penalty.requires_grad:
+                (settings.commit_weight * penalty).backward(retain_graph=True)
+            loss = balancer.backward({k: v.mean() for k, v in terms.items() if weights[k] > 0}, y) \
+                + settings.commit_weight * penalty.detach()
         torch.nn.utils.clip_grad_norm_(params, settings.clip_grad)
         optimizer.step()
         if restarter is not None:
@@ -322,7 +344,8 @@ def train_codec(
     extra: dict[str, Any] = {"codec_high_band_retention": round(retention, 4)}
     if settings.adversarial:  # provenance of the last run: how its decoder was pushed
         extra["codec_adversarial"] = {k: getattr(settings, k) for k in ("adversarial_weight", "feature_weight",
-                                                                         "disc_filters", "disc_ffts", "disc_crop_s")}
+                                                                         "disc_filters", "disc_ffts", "disc_crop_s",
+                                                                         "balanced")}
     if settings.decoder_only:
         extra["decoder_steps"] = prior_decoder + len(losses)  # over every run
     ckpt.source = codec_origin(init_codec, prior_decoder, len(losses), settings.decoder_only)
