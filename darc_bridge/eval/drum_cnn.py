@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darc_bridge.eval import drum_material, drum_model, drum_random_kits, drum_scoring
+from darc_bridge.eval import drum_material, drum_model, drum_scoring
 from darc_bridge.rhythm import onset_model
 
 log = logging.getLogger(__name__)
@@ -247,10 +247,7 @@ def train(recipe: drum_model.Recipe | None = None, spec: CnnSpec = CnnSpec(), ou
     t0 = time.perf_counter()
     sources = drum_material.tune_sources(sources=recipe.sources) if sources is None else sources
     check_training_kits([k for k in sources if not isinstance(k, str)])
-    parts = (drum_material._source_parts(recipe, sources) + drum_material._synthetic_frames(recipe)
-             + drum_random_kits.random_kit_frames(recipe))
-    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    del parts
+    x, y = drum_material.training_frames(recipe, sources)
     log.info("%d training frames (%.0f s to render)", x.shape[0], time.perf_counter() - t0)
     model = fit_cnn(x, y, replace(spec, seed=recipe.seed), recipe.context, recipe.tilt)
     if out is not None:

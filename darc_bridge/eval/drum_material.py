@@ -338,3 +338,11 @@ def _source_parts(recipe: Recipe, sources: list) -> list[tuple[np.ndarray, np.nd
         parts.append((x, y, np.where(other >= 0, np.array(lenders + [-1], dtype=np.int16)[other], -1)))
     return parts
 
+
+def training_frames(recipe: Recipe, sources: list) -> tuple[np.ndarray, np.ndarray]:
+    """Every training frame and label of one fit (recipe.seed): the sources' stems, the synthetic
+    timbres' and the procedural kits' (eval/drum_random_kits.py, none unless `recipe.random_stems`)."""
+    from darc_bridge.eval.drum_random_kits import random_kit_frames  # it imports this module
+
+    parts = _source_parts(recipe, sources) + _synthetic_frames(recipe) + random_kit_frames(recipe)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

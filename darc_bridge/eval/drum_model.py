@@ -205,14 +205,7 @@ class DrumModel:
         return onset_model.mlp_over_context(self, base, self.context)
 
     def save(self, path: Path) -> Path:
-        meta = {"format": FORMAT, "hop": onset_model.HOP, "n_mels": onset_model.N_MELS, "context": list(self.context),
-                "tilt": self.tilt, "head": self.head}
-        arrays = {k: getattr(self, k).astype(np.float32) for k in ARRAYS}
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-        tmp.replace(path)
-        return path
+        return _write(path, self, {k: getattr(self, k) for k in ARRAYS})
 
     @classmethod
     def load(cls, path: Path) -> DrumModel:
@@ -260,15 +253,21 @@ class DrumEnsemble:
 
     def save(self, path: Path) -> Path:
         """One file: each array stacked over the members (a leading axis), `members` in its meta."""
-        first = self.members[0]
-        meta = {"format": FORMAT, "hop": onset_model.HOP, "n_mels": onset_model.N_MELS, "context": list(first.context),
-                "tilt": first.tilt, "head": first.head, "members": len(self.members)}
-        arrays = {k: np.stack([getattr(m, k) for m in self.members]).astype(np.float32) for k in ARRAYS}
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-        tmp.replace(path)
-        return path
+        return _write(path, self.members[0], {k: np.stack([getattr(m, k) for m in self.members]) for k in ARRAYS},
+                      members=len(self.members))
+
+
+def _write(path: Path, model: DrumModel, arrays: dict[str, np.ndarray], **meta: int) -> Path:
+    """A drum model file (`load` reads it): `model`'s features and head in the meta (and `meta`),
+    `arrays` as float32, written to a temporary name and renamed."""
+    head = {"format": FORMAT, "hop": onset_model.HOP, "n_mels": onset_model.N_MELS, "context": list(model.context),
+            "tilt": model.tilt, "head": model.head, **meta}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, meta=np.frombuffer(json.dumps(head).encode(), dtype=np.uint8),
+                            **{k: v.astype(np.float32) for k, v in arrays.items()})
+    tmp.replace(path)
+    return path
 
 
 def load(path: Path) -> DrumModel | DrumEnsemble:
@@ -461,8 +460,7 @@ def _source_names(sources: list) -> list[str]:
 def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | None = None) -> DrumModel | DrumEnsemble:
     """Fit on every tune source (`recipe.members` times, see Recipe.member) and write the weights to `out`."""
     from darc_bridge.data.kit_pack import check_training_kits
-    from darc_bridge.eval.drum_material import _source_parts, _synthetic_frames, tune_sources
-    from darc_bridge.eval.drum_random_kits import random_kit_frames
+    from darc_bridge.eval.drum_material import training_frames, tune_sources
 
     t0 = time.perf_counter()
     sources = tune_sources(sources=recipe.sources) if sources is None else sources
@@ -470,9 +468,7 @@ def train(recipe: Recipe = Recipe(), out: Path = MODEL_PATH, sources: list | Non
     fitted = []
     for k in range(recipe.members):  # one member's frames in memory at a time
         r = recipe.member(k)
-        parts = _source_parts(r, sources) + _synthetic_frames(r) + random_kit_frames(r)
-        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        del parts
+        x, y = training_frames(r, sources)
         log.info("member %d/%d, sources %s: %d frames (%.0f s so far)", k + 1, recipe.members,
                  ", ".join(_source_names(sources)), x.shape[0], time.perf_counter() - t0)
         fitted.append(fit(x, y, r.seed, r.hidden, r.max_iter, r.context, r.tilt, r.head))

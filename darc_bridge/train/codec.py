@@ -280,7 +280,7 @@ def train_codec(
     if settings.balanced:
         from audiocraft.losses import Balancer
 
-        balancer = Balancer({k: w for k, w in weights.items() if w > 0}, monitor=True)
+        balancer = Balancer({k: w for k, w in weights.items() if w > 0})
     losses: list[float] = []
     history: dict[str, list[float]] = {"reconstruction": [], "adversarial": [], "feature": [], "discriminator": []}
     t0 = time.perf_counter()
