@@ -51,9 +51,10 @@ m4l: setup
 	$(PY) -m darc_bridge.daw.build_m4l
 
 # The shipped DARC model (docs/training.md): data -> codec -> cache -> STAGE base -> DARC -> eval gate,
-# resumable; writes models/darc-mini only when the gate passes. SCALE=smoke|cpu|full (full: one GPU,
-# at most 9 minutes); PACK=FILE uses a sample pack built where hydrogen-drumkits is installed;
-# RESUME=models/darc-mini continues the shipped model.
+# resumable; writes models/darc-mini only when the gate passes, else models/darc-mini-wip (commit it:
+# build/ does not outlive the machine). SCALE=smoke|cpu|full (full: one GPU, at most 9 minutes);
+# PACK=FILE uses a sample pack built where hydrogen-drumkits is installed; RESUME=models/darc-mini
+# (or models/darc-mini-wip) continues that model.
 SCALE ?= full
 model: setup
 	$(PY) -m darc_bridge.cli.main train recipe --preset mini --scale $(SCALE) \

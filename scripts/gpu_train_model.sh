@@ -97,6 +97,7 @@ matplotlib, tqdm, omegaconf" > "$OUT/recipe.log" 2>&1; then
 fi
 
 # -- the recipe ----------------------------------------------------------------------------------------
+rm -rf "$WORK/shipped" "$WORK/shipped-wip"  # only this run's model comes back
 ARGS=(train recipe --preset mini --scale "$SCALE" --pack "$PACK" --device "$DEVICE" --out "$WORK"
       --ship "$WORK/shipped")
 [ "$RESUME" != none ] && ARGS+=(--resume-from "$RESUME")
@@ -114,36 +115,31 @@ if [ -f "$WORK/shipped/darc.json" ]; then
   FROM=$WORK/shipped
   note "gate passed: the shipped model comes back (commit it to models/darc-mini)"
   status=0
+elif [ -f "$WORK/shipped-wip/darc.json" ]; then
+  FROM=$WORK/shipped-wip  # the ship stage kept the gated checkpoint (train/recipe.py)
+  note "gate failed: the gated checkpoint comes back (commit it to models/darc-mini-wip; RESUME= it continues)"
+  status=7
 else
-  # gate failed or not reached: the latest checkpoint, written the way ship() writes a model
-  # (fp16, gate files, recipe.json), so that it fits the 16 MiB per file and a later run resumes from it
+  # the recipe stopped before its ship stage: the latest checkpoint, written the way ship() writes a
+  # model (fp16, gate files, recipe.json), so that it fits 16 MiB a file and a later run resumes from it
   FROM=$WORK/unshipped
   "$PY" - "$WORK" "$FROM" "$SCALE" "${ARGS[*]}" >> "$SUMMARY" 2>&1 <<'PY'
 import json, sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from darc_bridge.train.loop import STATE_FILE, latest_step_dir
-from darc_bridge.train.recipe import SCALES, _history, ship
+from darc_bridge.train.loop import latest_step_dir
+from darc_bridge.train.recipe import SCALES, _history, keep_unshipped
 
 work, out, scale, args = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
-stage, latest = "darc", latest_step_dir(work / "darc")
-if latest is None:
-    stage, latest = "base", latest_step_dir(work / "base")
-if latest is None:
+recipe = {"command": "darc-bridge " + args, "preset": "mini", "scale": asdict(SCALES[scale]), "data_seed": 0,
+          "pack": "build/pack.npz"}
+kept = keep_unshipped(work, out, recipe)
+if kept is None:
     print("no DARC or base checkpoint was saved: nothing to bring back")
     sys.exit(1)
-step = int(torch.load(latest / STATE_FILE, weights_only=False).get("step", -1))
-recipe = {"command": "darc-bridge " + args, "preset": "mini", "scale": asdict(SCALES[scale]), "data_seed": 0,
-          "pack": "build/pack.npz", "trained_steps": step, "stage": stage, "gate_passed": False, "checkpoint": str(latest)}
-model = work / "model"  # the DARC LM with the decoder stage's codec, when made from this DARC state
-if stage == "darc" and (model / "darc.json").is_file() and \
-        json.loads((model / "darc.json").read_text()).get("darc_state") == str(latest):
-    recipe["checkpoint"] = str(model)
-ship(Path(recipe["checkpoint"]), out, work / "gate", recipe)
-print(f"not shipped: the {stage} checkpoint at step {step} ({latest}) comes back instead")
+got = json.loads((kept / "recipe.json").read_text())
+print(f"not shipped: the {got['stage']} checkpoint at step {got['trained_steps']} ({got['checkpoint']}) comes back")
 print("loss history:", json.dumps({"base": _history(latest_step_dir(work / "base")),
                                    "darc": _history(latest_step_dir(work / "darc"))}))
 PY

@@ -124,6 +124,13 @@ def test_smoke_recipe_runs_every_stage_and_gates_the_model(smoke):
     assert g["codec_reference"] is not None and g["codec_reference"]["onset_f1"] != g["reference"]["onset_f1"]
     assert "reference through the codec" in (work / "gate" / "gate.md").read_text()
     assert not g["passed"] and result.shipped is None and not (root / "models" / "m").exists()  # smoke never ships
+    # ... but what it trained is kept beside, in the shipped format, for a later run to resume
+    kept = root / "models" / "m-wip"
+    assert result.kept == kept and json.loads((kept / "darc.json").read_text())["dtype"] == "float16"
+    assert json.loads((kept / "gate.json").read_text())["passed"] is False
+    info = json.loads((kept / "recipe.json").read_text())
+    assert info["gate_passed"] is False and info["checkpoint"] == str(work / "model")
+    assert [r["darc_steps"] for r in info["runs"]] == [4]
     summary = json.loads((work / "recipe.json").read_text())
     assert summary["darc_history"] and summary["seed"] == 3
     # the decoder stage: the codec's decoder trained on alone, and the gated model is the DARC LM with it
@@ -194,6 +201,31 @@ def test_more_darc_and_decoder_steps_continue_both_and_the_gate_runs_again(smoke
     assert decoder_steps_done(work / "decoder") == 5
     assert load_checkpoint(work / "model").source == load_checkpoint(latest_step_dir(work / "darc")).source
     assert again.gate["weights"] != first.gate["weights"]  # new weights: gated again, not the old verdict
+
+
+@pytest.mark.slow
+def test_a_kept_checkpoint_resumes_in_a_new_work_folder_and_is_no_engines_default(smoke, monkeypatch, tmp_path):
+    from darc_bridge.model.shipped import default_checkpoint
+    from darc_bridge.train.loop import latest_step_dir
+    from darc_bridge.train.recipe import run_recipe
+
+    root, first, _ = smoke
+    kept = root / "models" / "m-wip"
+    before = load_checkpoint(kept)
+    # a fresh machine: build/ is gone, only the committed folder is left
+    again = run_recipe(tmp_path / "work", "mini", "smoke", seed=3, pack=root / "pack.npz", resume_from=kept,
+                       ship_to=tmp_path / "models" / "m", device="cpu")
+    work = tmp_path / "work"
+    assert latest_step_dir(work / "base") is None  # the base stage is skipped
+    codec = load_checkpoint(work / "codec").codec.state_dict()
+    assert all(torch.equal(t, codec[k]) for k, t in before.codec.state_dict().items())  # the same tokens
+    darc = load_checkpoint(latest_step_dir(work / "darc"))
+    assert any(not torch.equal(t, darc.model.state_dict()[k]) for k, t in before.model.state_dict().items())
+    info = json.loads((again.kept / "recipe.json").read_text())
+    assert [r["resumed_from"] for r in info["runs"]] == [None, str(kept)]
+    monkeypatch.setenv("DARC_BRIDGE_MODEL", str(tmp_path / "models" / "m"))
+    with pytest.raises(CheckpointError, match="make model"):
+        default_checkpoint()  # a kept checkpoint never becomes the default
 
 
 @pytest.mark.slow

@@ -12,7 +12,9 @@
             set of `tune` kits (never the gate's), written as WORK/model's default (train/guidance.py)
     gate    32 cases from `held_out` kits, rhythm on and off, transcribed (train/gate.py)
     ship    fp16 safetensors + gate report + the exact command + data seed -> models/darc-mini,
-            only if the gate passed
+            only if the gate passed; otherwise the same files -> models/darc-mini-wip (no engine's
+            default), which `--resume-from` continues: build/ does not outlive a machine, and a
+            checkpoint that is not committed is hours of CPU training lost
 
 Every stage leaves its result in WORK/<stage> and is skipped when that result is complete; the
 training stages resume from their `latest`. `--resume-from models/darc-mini` continues a shipped
@@ -109,12 +111,16 @@ DECODER_LR = 5e-4
 STAGES = ("pack", "data", "codec", "cache", "base", "darc", "decoder", "guidance", "gate", "ship")
 
 
+WIP_SUFFIX = "-wip"  # models/darc-mini-wip: the unshipped checkpoint a later run resumes from
+
+
 @dataclass
 class RecipeResult:
     work: Path
     gate: dict[str, Any]
     shipped: Path | None
     stages: dict[str, float]  # wall seconds per stage run this time
+    kept: Path | None = None  # the unshipped checkpoint when the gate failed (models/darc-mini-wip)
 
 
 def _done(path: Path) -> bool:
@@ -256,17 +262,22 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
         return RecipeResult(root, gate, None, times)
 
     stage("ship")
-    shipped = None
+    from darc_bridge.model.shipped import shipped_dir
+
+    shipped = kept = None
+    target = Path(ship_to) if ship_to else shipped_dir()
+    recipe = {"command": command or recipe_command(preset, s.name, seed), "preset": preset, "scale": asdict(s),
+              "data_seed": seed, "pack": str(pack_path), "trained_steps": result["step"], "stage": "darc",
+              "gate_passed": bool(gate["passed"]), "runs": _runs(resume_from, command or recipe_command(
+                  preset, s.name, seed), result["step"], decoder_steps_done(root / "decoder"))}
     # The gate is the bar: a model that passes it ships even when the time budget cut DARC short
     # (the CPU scale's case); `trained_steps` records how far it got, and a rerun goes on training.
     if gate["passed"]:
-        from darc_bridge.model.shipped import shipped_dir
-
-        recipe = {"command": command or recipe_command(preset, s.name, seed), "preset": preset, "scale": asdict(s),
-                  "data_seed": seed, "pack": str(pack_path), "trained_steps": result["step"]}
-        shipped = ship(model, Path(ship_to) if ship_to else shipped_dir(), root / "gate", recipe)
+        shipped = ship(model, target, root / "gate", recipe)
     else:
-        log.warning("not shipped: the gate failed")
+        kept = keep_unshipped(root, wip_dir(target), recipe)  # WORK/model: the gated checkpoint
+        log.warning("not shipped: the gate failed; the checkpoint is kept in %s (`--resume-from %s` continues it)",
+                    kept, kept)
     stop("ship")
     base_state = latest_step_dir(base)
     summary = {"gate": gate, "shipped": str(shipped) if shipped else None, "stage_seconds": times,
@@ -274,8 +285,46 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
                "base_history": _history(base_state), "darc_history": result["history"], "scale": asdict(s),
                "guidance": {k: guidance[k] for k in ("cfg_coef", "scores", "figures", "cases")},
                "seed": seed}
+    summary["kept"] = str(kept) if kept else None
     (root / "recipe.json").write_text(json.dumps(summary, indent=1, default=str))
-    return RecipeResult(root, gate, shipped, times)
+    return RecipeResult(root, gate, shipped, times, kept)
+
+
+def wip_dir(shipped: Path) -> Path:
+    """Where an unshipped checkpoint goes beside the shipped folder `shipped` (models/darc-mini-wip)."""
+    return shipped.with_name(shipped.name + WIP_SUFFIX)
+
+
+def _runs(resume_from: str | Path | None, command: str, darc_steps: int, decoder_steps: int) -> list[dict]:
+    """The runs a checkpoint was trained in: those of the model it resumed from, then this one."""
+    before: list[dict] = []
+    if resume_from is not None and (Path(resume_from) / "recipe.json").is_file():
+        before = list(json.loads((Path(resume_from) / "recipe.json").read_text()).get("runs", []))
+    return before + [{"command": command, "resumed_from": str(resume_from) if resume_from else None,
+                      "darc_steps": darc_steps, "decoder_steps": decoder_steps,
+                      "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
+
+
+def keep_unshipped(work: Path, out: Path, recipe: dict[str, Any]) -> Path | None:
+    """Write a work folder's best checkpoint the way `ship` writes a model, for a run the gate did not
+    pass or that stopped before it (a GPU loan's time limit): WORK/model when it holds the latest DARC
+    state, else the latest DARC, else the latest base checkpoint. None when nothing was saved."""
+    import torch
+
+    from darc_bridge.train.loop import STATE_FILE, latest_step_dir
+
+    stage, latest = "darc", latest_step_dir(work / "darc")
+    if latest is None:
+        stage, latest = "base", latest_step_dir(work / "base")
+    if latest is None:
+        return None
+    step = int(torch.load(latest / STATE_FILE, weights_only=False).get("step", -1))
+    checkpoint = latest
+    model = work / "model"  # the DARC LM with the decoder stage's codec, when made from this DARC state
+    if stage == "darc" and _done(model) and json.loads((model / "darc.json").read_text()).get("darc_state") == str(latest):
+        checkpoint = model
+    recipe = {**recipe, "trained_steps": step, "stage": stage, "gate_passed": False, "checkpoint": str(checkpoint)}
+    return ship(checkpoint, out, work / "gate", recipe)
 
 
 def decoder_steps_done(path: Path) -> int:
@@ -406,5 +455,6 @@ def run_recipe_cli(args) -> int:
     print(f"gate ({g.get('cases', 0)} cases): onset F1 {_cell(g['onset_f1'])}, kick F1 {_cell(g['kick_f1'])}, snare "
           f"F1 {_cell(g['snare_f1'])}, on-off gap {_cell(g['gap'])}, hat F1 {_cell(g['hat_f1'])}, grid alignment "
           f"{_cell(g['grid_alignment'])}: {'passed' if g['passed'] else 'FAILED'}; report {r.work / 'gate' / 'gate.md'}")
-    print(f"model shipped to {r.shipped}" if r.shipped else "model not shipped: the gate failed (see the report)")
+    print(f"model shipped to {r.shipped}" if r.shipped else
+          f"model not shipped: the gate failed (see the report); kept in {r.kept}: --resume-from {r.kept} continues it")
     return 0
