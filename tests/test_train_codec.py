@@ -295,6 +295,8 @@ def test_balanced_codec_steps_hand_each_loss_to_audiocrafts_balancer(tmp_path, m
     s = CodecTrainSettings(steps=2, batch_size=2, segment_s=0.25, lr=3e-3, balanced=True, stft_weight=0.0)
     train_codec(tmp_path / "corpus", tmp_path / "whole", s, preset="tiny")
     assert made == [{"l1": 0.1, "mel": 1.0}] and all(c[0] == {"l1", "mel"} for c in calls) and len(calls) == 2
+    losses = json.loads((tmp_path / "whole" / "darc.json").read_text())["codec_losses"]
+    assert losses["balanced"] is True and losses["stft_weight"] == 0.0  # recorded without adversarial terms
     start = random_checkpoint("tiny", seed=0).codec.state_dict()
     whole = load_checkpoint(tmp_path / "whole").codec.state_dict()
     assert any(not torch.equal(start[k], whole[k]) for k in start if k.startswith("encoder."))

@@ -341,7 +341,10 @@ def train_codec(
     retention = high_band_retention(codec, probe, sr)
     log.info("codec keeps %.0f %% of the energy above %d Hz", 100 * retention, HIGH_BAND_HZ)
     ckpt.codec = codec
-    extra: dict[str, Any] = {"codec_high_band_retention": round(retention, 4)}
+    extra: dict[str, Any] = {"codec_high_band_retention": round(retention, 4),
+                             # provenance of the last run's loss: its weights and whether they were balanced
+                             "codec_losses": {k: getattr(settings, k) for k in ("l1_weight", "mel_weight", "stft_weight",
+                                                                                "commit_weight", "balanced")}}
     if settings.adversarial:  # provenance of the last run: how its decoder was pushed
         extra["codec_adversarial"] = {k: getattr(settings, k) for k in ("adversarial_weight", "feature_weight",
                                                                          "disc_filters", "disc_ffts", "disc_crop_s",
