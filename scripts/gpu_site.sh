@@ -39,13 +39,18 @@ for w in cffi soxr; do
 done
 cat > "$SITE.tmp/stubs/xformers/__init__.py" <<'PY'
 """Stand-in for xformers on the GPU machine (scripts/gpu_site.sh): audiocraft imports
-`xformers.ops` at module level; DARC never sets memory_efficient=True."""
+`xformers.ops` at module level; DARC's attention never calls xformers' kernels."""
 PY
 cat > "$SITE.tmp/stubs/xformers/ops.py" <<'PY'
 """Stand-in for xformers.ops: audiocraft's attention calls only `unbind` (a plain split into
-views) unless memory_efficient=True, which DARC never sets."""
+views), and with memory_efficient=True and the torch backend (DARC's whole-sequence training pass,
+model/lm.py `_layer`) it builds a `LowerTriangularMask` only to mean "causal" for torch's SDPA."""
 
 from torch import unbind  # noqa: F401
+
+
+class LowerTriangularMask:
+    """A causal-mask marker: audiocraft passes is_causal=True to SDPA when it gets one."""
 
 
 def memory_efficient_attention(*args, **kwargs):

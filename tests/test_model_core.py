@@ -259,3 +259,42 @@ def test_beat_conditioning_follows_the_same_path_and_belongs_to_the_context(batc
     assert (diff[:, _prefix_positions()] == 0).all() and (diff[mask] > 1e-6).all()
     assert torch.equal(c.nan_to_num(0), d.nan_to_num(0))  # the null context drops the beat too
     assert tiny().conditioner.beat_proj is None  # off by default
+
+
+def test_whole_sequence_attention_runs_sdpa_with_the_einsum_branchs_logits_and_gradients(batch, monkeypatch):
+    """DarcLM.forward's layers take audiocraft's SDPA branch (model/lm.py `_layer`); the einsum
+    branch the model is built with (and streams with) gives the same logits and gradients."""
+    from darc_bridge.model import lm as lm_module
+
+    torch.manual_seed(0)
+    model = DarcLM(preset("tiny")).train()
+    mix, drums, rhythm = batch
+    seen: list[bool] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("is_causal", False))
+        return sdpa(*args, **kwargs)
+
+    def einsum_layer(layer, x, piece, src):  # the layer called as built: einsum and an explicit mask
+        return layer(x if piece is None else x + piece, cross_attention_src=src)
+
+    def run():
+        model.zero_grad()
+        logits, mask = model.compute_predictions(mix, drums, rhythm)
+        target = build_codes(mix, drums, model.delimiter_token)[mask]
+        torch.nn.functional.cross_entropy(logits[mask].float(), target).backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    with monkeypatch.context() as m:
+        m.setattr(lm_module, "_layer", einsum_layer)
+        einsum_logits, einsum_grads = run()
+    assert seen == []
+    sdpa_logits, sdpa_grads = run()
+    assert len(seen) == len(model.lm.transformer.layers) and all(seen)  # every layer, causal
+    assert not any(layer.self_attn.memory_efficient for layer in model.lm.transformer.layers)  # for the call only
+    torch.testing.assert_close(sdpa_logits, einsum_logits, rtol=1e-4, atol=1e-5)
+    assert einsum_grads.keys() == sdpa_grads.keys() and einsum_grads["conditioner.rhythm_proj.weight"].abs().sum() > 0
+    for name in einsum_grads:
+        torch.testing.assert_close(sdpa_grads[name], einsum_grads[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -288,3 +288,10 @@ def test_budget_minutes_override_the_scales_budget_and_bad_values_are_input_erro
     args.darc_steps = 0
     with pytest.raises(InputError, match="darc-steps"):
         recipe.run_recipe_cli(args)
+    args.darc_steps, args.base_steps = None, 600
+    with pytest.raises(SystemExit):
+        recipe.run_recipe_cli(args)
+    assert seen["scale"].base_steps == 600 and seen["scale"].darc_steps == recipe.SCALES["cpu"].darc_steps
+    args.base_steps = -1
+    with pytest.raises(InputError, match="base-steps"):
+        recipe.run_recipe_cli(args)

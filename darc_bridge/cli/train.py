@@ -83,6 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="recipe: wall-time budget of this run in minutes, split between the training stages as "
                         "the scale's own budget is (default: the scale's); a stage out of time saves and stops, and "
                         "a rerun continues DARC")
+    p.add_argument("--base-steps", type=int, default=None,
+                   help="recipe: STAGE base steps (default: the scale's); fewer leaves DARC more of a time budget "
+                        "(the base is final once DARC starts)")
     p.add_argument("--darc-steps", type=int, default=None,
                    help="recipe: DARC steps in all (default: the scale's); more than a finished run trained continues "
                         "it from its latest checkpoint, on the same cosine schedule stretched to the new length")

@@ -438,7 +438,7 @@ def run_recipe_cli(args) -> int:
         if not args.budget_min > 0:
             raise InputError(f"--budget-min must be a positive number of minutes, got {args.budget_min}")
         scale = replace(scale, budget_s=60.0 * args.budget_min)
-    for name, least in (("darc_steps", 1), ("decoder_steps", 0)):
+    for name, least in (("base_steps", 1), ("darc_steps", 1), ("decoder_steps", 0)):
         value = getattr(args, name, None)
         if value is not None:
             if value < least:
