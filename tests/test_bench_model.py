@@ -54,3 +54,15 @@ def test_batch_case_times_batched_and_sequential_jobs(restore_threads: None) -> 
     assert result["seconds"] > 0 and result["sequential_s"] > 0
     assert result["speedup"] == pytest.approx(result["sequential_s"] / result["seconds"])
     assert 0 <= result["same_as_alone"] <= 2
+
+
+def test_train_step_case_times_the_sdpa_and_einsum_branches_on_one_computation(restore_threads: None) -> None:
+    from darc_bridge.bench.model import train_step_case
+    from darc_bridge.model import lm as lm_module
+
+    layer = lm_module._layer
+    result = train_step_case("tiny", 20, "cpu", repeats=1, batch=2)
+    assert lm_module._layer is layer  # the reference branch is swapped in for its steps only
+    assert result["seconds"] > 0 and result["einsum_seconds"] > 0 and result["rows"] == 2
+    assert result["ratio"] == pytest.approx(result["einsum_seconds"] / result["seconds"])
+    assert result["loss_gap"] < 1e-4  # the same loss: float error only

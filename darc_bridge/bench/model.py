@@ -12,6 +12,8 @@ The device is chosen once: `cuda` when torch sees a GPU, else `cpu`; every row n
   `darc_bridge.model.decode`) against audiocraft's own `LMModel.generate` on the same weights and
   inputs, in one process (see `compare_case`); on cuda ours replays CUDA graphs, as the engine does.
 - `batch_case`: 4 simultaneous jobs through the engine, one batch against one after another.
+- `train_step_case`: a `mini` training step (loss and backward) with the SDPA self-attention of
+  the training forward against audiocraft's einsum branch, same weights.
 - cuda only: `steps_case` (ms per decode step at 1, 2 and 3 rows, graphs against eager) and
   `engine_small_case` (30 s of drums in 10 s windows, end to end through the engine).
 """
@@ -295,6 +297,55 @@ def compare_case(preset_name: str, seconds: float, device: str = "cpu", repeats:
     return out
 
 
+def train_step_case(preset_name: str = "mini", frames: int = 400, device: str = "cpu", repeats: int = 5,
+                    batch: int = 3) -> dict:
+    """One training step (teacher-forced loss, backward) on `batch` rows of `frames` mix frames and
+    as many drum frames: ours (`DarcLM.loss`, whose layers run their self-attention through SDPA,
+    model/lm.py `_layer`) against the same layers called as audiocraft builds them (its einsum
+    branch with an explicit causal mask: what the loop ran before), same weights, interleaved pairs.
+    `ratio`: the median of einsum time over ours (> 1: ours is faster); `loss_gap` the two losses'
+    difference (the same computation: float error only)."""
+    from darc_bridge.model import lm as lm_module
+    from darc_bridge.model.checkpoint import random_checkpoint
+
+    dtype = _prepare(device)
+    ckpt = random_checkpoint(preset_name)
+    model = ckpt.model.to(device=device, dtype=dtype).train()
+    cfg = ckpt.config
+    g = torch.Generator().manual_seed(0)
+    mix, drums = (torch.randint(0, cfg.card, (batch, cfg.n_q, frames), generator=g).to(device) for _ in range(2))
+    rhythm = torch.rand(batch, cfg.rhythm_classes, frames, generator=g).to(device=device, dtype=dtype)
+    ours_layer = lm_module._layer
+
+    def as_built(layer, x, piece, src):
+        return layer(x if piece is None else x + piece.to(x.dtype), cross_attention_src=src)
+
+    def step(layer_fn) -> tuple[float, float]:
+        lm_module._layer = layer_fn
+        try:
+            model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            loss = model.loss(mix, drums, rhythm)
+            loss.backward()
+            _sync(device)
+            return time.perf_counter() - t0, float(loss.detach())
+        finally:
+            lm_module._layer = ours_layer
+
+    step(ours_layer), step(as_built)  # warm-up
+    ours, theirs = [], []
+    for r in range(repeats):
+        pair = (ours_layer, as_built) if r % 2 == 0 else (as_built, ours_layer)
+        for fn in pair:
+            (ours if fn is ours_layer else theirs).append(step(fn))
+    ratios = [t[0] / o[0] for o, t in zip(ours, theirs, strict=True)]
+    median = statistics.median
+    return {"seconds": median(o[0] for o in ours), "einsum_seconds": median(t[0] for t in theirs),
+            "ratio": median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "loss_gap": abs(ours[0][1] - theirs[0][1]), "rows": batch, "steps": 2 * frames + 1 + cfg.n_q - 1,
+            "repeats": repeats, "threads": torch.get_num_threads(), **_gpu_peak(device)}
+
+
 def batch_case(jobs: int = BATCH_JOBS, seconds: float = BATCH_SECONDS, device: str = "cpu") -> dict:
     """`jobs` simultaneous `seconds`-long jobs on `tiny` through the engine: decoded as rows of one
     batch (`generate_batch`), as concurrent `generate` calls from one thread each (what the daemon's
@@ -441,6 +492,8 @@ def case_specs(device: str, quick: bool = False) -> list[CaseSpec]:
         specs = [CaseSpec(f"tiny generate 2s ({device})", "tiny_case", (2.0, device)),
                  CaseSpec(f"tiny ours vs audiocraft 0.5s ({device})", "compare_case", ("tiny", 0.5, device, 2)),
                  CaseSpec(f"tiny 2x0.5s batch vs seq ({device})", "batch_case", (2, 0.5, device))]
+        specs.append(CaseSpec(f"tiny train step 3x50+50 sdpa vs einsum ({device})", "train_step_case",
+                              ("tiny", 50, device, 2)))
         if device.startswith("cuda"):
             specs.append(CaseSpec("tiny ms/step 1-3 rows (cuda)", "steps_case", ("tiny", device, 50)))
         return specs
@@ -452,6 +505,8 @@ def case_specs(device: str, quick: bool = False) -> list[CaseSpec]:
                        (name, seconds, device, repeats)) for name, seconds, repeats in COMPARE[device]]
     specs.append(CaseSpec(f"tiny {BATCH_JOBS}x{BATCH_SECONDS:.0f}s batch vs seq ({device})", "batch_case",
                           (BATCH_JOBS, BATCH_SECONDS, device)))
+    specs.append(CaseSpec(f"mini train step 3x8s+8s sdpa vs einsum ({device})", "train_step_case",
+                          ("mini", 400, device)))
     if device.startswith("cuda"):
         first = [CaseSpec("small ms/step 1-3 rows (cuda)", "steps_case", ("small", device), 900),
                  next(c for c in specs if c.label.startswith("small ours vs audiocraft")),
