@@ -1,4 +1,4 @@
-"""`make demo`: the main job end to end on a fresh machine, with no model weights.
+"""`make demo`: the main job end to end on a fresh machine.
 
 Synthesises a drumless mix and a beatboxed rhythm prompt, runs `darc-bridge generate` and
 `darc-bridge rhythm` on them exactly as a user would, and prints where everything landed.
@@ -89,7 +89,9 @@ def main() -> int:
     preview = mixed + drums
     preview /= max(1.0, float(np.max(np.abs(preview))) / 0.98)
     preview_path = write_wav_atomic(out / "demo_mix_with_drums.wav", preview.T, sr)
-    print(f"\nDemo done in {time.perf_counter() - t0:.1f}s with the built-in kit engine (no model weights needed).")
+    engines = ("the built-in kit engine and the shipped DARC model" if darc_stem is not None
+               else "the built-in kit engine (no model weights needed)")
+    print(f"\nDemo done in {time.perf_counter() - t0:.1f}s with {engines}.")
     print(f"  drumless mix:     {mix_path}")
     print(f"  rhythm prompt:    {prompt_path}")
     print(f"  drum stem:        {stem}")

@@ -39,3 +39,4 @@ def test_demo_with_a_shipped_model_writes_a_darc_stem_beside_the_kit_stem(tmp_pa
     assert darc.is_file() and kit.is_file()
     assert abs(sf.info(darc).duration - sf.info(out / "demo_mix.wav").duration) < 0.05
     assert "DARC drum stem" in r.stdout and "No trained DARC model" not in r.stdout
+    assert "with the built-in kit engine and the shipped DARC model" in r.stdout
