@@ -48,7 +48,7 @@ def test_the_model_bench_saves_each_row_as_it_finishes(tmp_path: Path, monkeypat
     monkeypatch.setattr(bench_model, "bench_device", lambda: "cpu")
     assert bench_model.main(["--quick", "--out", str(out)]) == 1  # one case failed
     labels = [s.label for s in bench_model.case_specs("cpu", quick=True)]
-    assert len(seen) == len(labels) == 3
+    assert len(seen) == len(labels) == 4
     for i, text in enumerate(seen):  # before case i: the header and the i rows already measured
         assert text.startswith("darc-bridge model benchmarks")
         assert all(label in text for label in labels[:i]) and labels[i] not in text
@@ -61,7 +61,7 @@ def test_on_cuda_the_gpu_targets_come_first() -> None:
     specs = bench_model.case_specs("cuda")
     assert [s.target for s in specs[:3]] == ["steps_case", "compare_case", "engine_small_case"]
     assert specs[1].args[0] == "small"
-    assert len({s.label for s in specs}) == len(specs) == 8
+    assert len({s.label for s in specs}) == len(specs) == 9
     assert all("(cuda)" in s.label for s in specs)
     cpu = bench_model.case_specs("cpu")
     assert not any(s.target in ("steps_case", "engine_small_case") for s in cpu)
