@@ -266,10 +266,10 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
 
     shipped = kept = None
     target = Path(ship_to) if ship_to else shipped_dir()
-    recipe = {"command": command or recipe_command(preset, s.name, seed), "preset": preset, "scale": asdict(s),
-              "data_seed": seed, "pack": str(pack_path), "trained_steps": result["step"], "stage": "darc",
-              "gate_passed": bool(gate["passed"]), "runs": _runs(resume_from, command or recipe_command(
-                  preset, s.name, seed), result["step"], decoder_steps_done(root / "decoder"))}
+    command = command or recipe_command(preset, s.name, seed)
+    recipe = {"command": command, "preset": preset, "scale": asdict(s), "data_seed": seed, "pack": str(pack_path),
+              "trained_steps": result["step"], "stage": "darc", "gate_passed": bool(gate["passed"]),
+              "runs": _runs(resume_from, command, result["step"], decoder_steps_done(root / "decoder"))}
     # The gate is the bar: a model that passes it ships even when the time budget cut DARC short
     # (the CPU scale's case); `trained_steps` records how far it got, and a rerun goes on training.
     if gate["passed"]:
@@ -284,8 +284,7 @@ def run_recipe(work: str | Path, preset: str = "mini", scale: str | Scale = "smo
                "codec": {k: load_checkpoint(codec_dir).manifest.get(k) for k in ("source", "codec_high_band_retention")},
                "base_history": _history(base_state), "darc_history": result["history"], "scale": asdict(s),
                "guidance": {k: guidance[k] for k in ("cfg_coef", "scores", "figures", "cases")},
-               "seed": seed}
-    summary["kept"] = str(kept) if kept else None
+               "seed": seed, "kept": str(kept) if kept else None}
     (root / "recipe.json").write_text(json.dumps(summary, indent=1, default=str))
     return RecipeResult(root, gate, shipped, times, kept)
 
