@@ -14,6 +14,7 @@ mir_eval at 50 ms. Every run scores, on the same takes,
 plus the warm extraction time of a 3-minute prompt next to librosa's onset detector on it.
 
     python -m darc_bridge.bench.rhythm --split held_out --n 8      # markdown table (make bench-rhythm)
+    python -m darc_bridge.bench.rhythm --stress --n 8              # held-out takes under the stress conditions
     python -m darc_bridge.bench --only rhythm                      # rows of the `make bench` table
 """
 
@@ -22,8 +23,9 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import librosa
 import numpy as np
 
 from darc_bridge.bench.common import BenchRow, run_isolated
@@ -36,6 +38,10 @@ GRID_TOLERANCE_S = 0.035  # a stem hit this close to a 16th of the mix is "on th
 SPEED_PROMPT_S = 180.0
 DEFAULT_N = 8  # takes per prompt type and tier: 64 takes, about a minute on the 2-core box
 DEFAULT_SEED = 9
+# Baselines get takes recorded below this rate resampled to it: librosa's default 512-sample hop is
+# 64 ms at 8 kHz and 32 ms at 16 kHz, too coarse for a 50 ms window (onset F1 0.21 / 0.64 on the
+# stress set's phone and laptop takes, against 0.89 / 0.96 resampled). Held-out takes are 44.1 kHz.
+BASELINE_MIN_RATE = 22050
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,11 @@ def score_take(take: Take, with_stem: bool = True) -> TakeScore:
     feats = extract_rhythm(take.audio, take.sample_rate)
     est_t = np.array([o.time for o in feats.onsets])
     est_c = np.array([o.cls for o in feats.onsets])
-    lib_t = librosa_onsets(take.audio, take.sample_rate)
-    km_c = kmeans_classes(take.audio, take.sample_rate, lib_t)
+    lib_audio, lib_sr = take.audio, take.sample_rate
+    if lib_sr < BASELINE_MIN_RATE:  # as the extractor does: it analyses at 22.05 kHz
+        lib_audio, lib_sr = librosa.resample(lib_audio, orig_sr=lib_sr, target_sr=BASELINE_MIN_RATE), BASELINE_MIN_RATE
+    lib_t = librosa_onsets(lib_audio, lib_sr)
+    km_c = kmeans_classes(lib_audio, lib_sr, lib_t)
     stem_f1, on_grid = stem_figures(take, feats) if with_stem else (float("nan"), float("nan"))
     return TakeScore(take.case, take.source, onset_f1(ref_t, est_t), class_f1(ref_t, ref_c, est_t, est_c),
                      onset_f1(ref_t, lib_t), class_f1(ref_t, ref_c, lib_t, km_c), stem_f1, on_grid)
@@ -158,14 +167,66 @@ def cases() -> list[BenchRow]:
     return rows
 
 
+STRESS_FIELDS = ("onset_f1", "librosa_f1", "class_f1", "kmeans_f1")
+
+
+def evaluate_stress(seed: int, n: int, conditions: tuple[str, ...] | None = None) -> dict[str, list[TakeScore]]:
+    """Scores per stress condition (darc_bridge.eval.stress) on the same `n` clean held-out cases;
+    no stems. A one-sound take has no kick/snare/hat truth: its class figures are NaN."""
+    from darc_bridge.eval.stress import CONDITIONS, build_stress_take, stress_cases
+
+    base = stress_cases(seed, n)
+    out: dict[str, list[TakeScore]] = {}
+    for cond in conditions or CONDITIONS:
+        scores = []
+        for i, case in enumerate(base):
+            s = score_take(build_stress_take(cond, case, i), with_stem=False)
+            scores.append(replace(s, class_f1=float("nan"), kmeans_f1=float("nan")) if cond == "one sound" else s)
+        out[cond] = scores
+        log.info("rhythm stress: %s done", cond)
+    return out
+
+
+def stress_means(scores: list[TakeScore]) -> dict[str, float]:
+    """Mean of each STRESS_FIELDS figure over the takes that have it (NaN when none has)."""
+    out = {}
+    for f in STRESS_FIELDS:
+        v = np.array([getattr(s, f) for s in scores], dtype=float)
+        out[f] = float(v[~np.isnan(v)].mean()) if np.any(~np.isnan(v)) else float("nan")
+    return out
+
+
+def stress_markdown(results: dict[str, list[TakeScore]]) -> str:
+    lines = ["| condition | takes | onset F1 | librosa onset F1 | class F1 | k-means class F1 |",
+             "|---|---|---|---|---|---|"]
+    for cond, scores in results.items():
+        means = stress_means(scores)
+        lines.append(f"| {cond} | {len(scores)} | "
+                     + " | ".join("-" if np.isnan(means[f]) else f"{means[f]:.3f}" for f in STRESS_FIELDS) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="rhythm benchmark on recorded-sound takes")
     parser.add_argument("--split", default="held_out", choices=["tune", "held_out"])
-    parser.add_argument("--n", type=int, default=DEFAULT_N, help="takes per prompt type and tier")
+    parser.add_argument("--n", type=int, default=DEFAULT_N,
+                        help="takes per prompt type and tier (with --stress: per condition)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--no-speed", action="store_true", help="skip the 3-minute speed case")
+    parser.add_argument("--stress", action="store_true",
+                        help="score held-out takes under conditions neither split covers (eval/stress.py); "
+                             "held-out sources only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.stress and args.split != "held_out":
+        parser.error("--stress builds on held-out sources only; drop --split or use --split held_out")
+    if args.stress:
+        t0 = time.perf_counter()
+        results = evaluate_stress(args.seed, args.n)
+        print(f"rhythm stress benchmark, held-out sources, {args.n} takes per condition, seed {args.seed}, "
+              f"{time.perf_counter() - t0:.0f} s")
+        print(stress_markdown(results))
+        return
     scores = evaluate(take_cases(args.seed, args.split, args.n))
     print(f"rhythm benchmark, split {args.split}, {args.n} takes per type and tier, seed {args.seed}")
     print(markdown(summarise(scores)))

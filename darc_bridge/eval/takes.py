@@ -25,6 +25,7 @@ import functools
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -307,19 +308,32 @@ def _source(case: TakeCase, rng: np.random.Generator) -> str:
     return str(names[int(rng.integers(0, len(names)))])
 
 
-def build_take(case: TakeCase) -> Take:
-    """Render one case: deterministic for its seed."""
+def build_take(case: TakeCase, *, bpm: float | None = None, source: str | None = None,
+               warp: Callable[[np.ndarray], np.ndarray] | None = None) -> Take:
+    """Render one case: deterministic for its seed.
+
+    The keywords change one thing of the performance and leave every other draw of the seed as it
+    was (the stress conditions of `darc_bridge.eval.stress`): `bpm` the tempo, `source` the sound
+    source (e.g. an espeak voice of neither split), `warp` the player's timing (played time of
+    each grid time, seconds to seconds: drift, swing). The mix stays on the steady grid."""
     if case.prompt_type not in PROMPT_TYPES:
         raise ValueError(f"unknown prompt type {case.prompt_type!r}; choose from {PROMPT_TYPES}")
     realistic = case.tier == "realistic"
     rng = np.random.default_rng(case.seed)
-    source = _source(case, rng)
-    bpm = float(rng.uniform(80.0, 180.0 if realistic else 150.0))
+    drawn_source = _source(case, rng)  # drawn even when overridden: the later draws stay the same
+    source = drawn_source if source is None else source
+    drawn_bpm = float(rng.uniform(80.0, 180.0 if realistic else 150.0))
+    bpm = drawn_bpm if bpm is None else float(bpm)
     bar = 4 * 60.0 / bpm
     n_bars = max(2, int(np.ceil(TAKE_S / bar)))
     duration = n_bars * bar + 0.5
     truth, flams = _pattern(rng, bpm, n_bars, realistic)
     late = float(rng.uniform(0.0, 0.04)) if realistic else 0.0
+    if warp is not None:
+        played = warp(np.array([o.time for o in truth] + flams, dtype=float))
+        truth, flams = ([Onset(float(t), o.cls, o.strength) for o, t in zip(truth, played, strict=False)],
+                        [float(t) for t in played[len(truth):]])
+        duration = max(duration, max(o.time for o in truth) + 0.5)
     truth = [Onset(round(o.time + late, 5), o.cls, round(o.strength, 3)) for o in truth]
     flams = [round(t + late, 5) for t in flams]
     sr = SAMPLE_RATE
