@@ -6,7 +6,7 @@ graph-shaped step; the idle cross-attention; batched jobs.
 The parity tests run on `decode_device()`: cuda when torch sees a GPU (or DARC_TEST_DEVICE says
 so: scripts/gpu_decode_check.sh), else the CPU, including the CUDA-graph test, which needs cuda.
 The batching tests compare a job alone with the same job in a batch bit for bit: that is a
-property of the CPU sessions (CPU_MIN_ROWS), so they always run on the CPU."""
+property of the CPU sessions (per-job products), so they always run on the CPU."""
 
 from __future__ import annotations
 
@@ -125,9 +125,9 @@ class _CountingSteps(EagerSteps):
         super().__init__(Decoder(model))
         self.steps = 0
 
-    def session(self, rows: int, steps: int):
+    def session(self, rows: int, steps: int, groups=None):
         outer = self
-        ctx = super().session(rows, steps)
+        ctx = super().session(rows, steps, groups)
 
         class Wrapped:
             def __enter__(self):
@@ -274,20 +274,33 @@ def test_cuda_graph_steps_match_eager_steps_on_the_gpu(inputs, device):
 
 
 def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(cpu_model):
-    """CPU sessions pad small matrix products (CPU_MIN_ROWS), so a job decoded alone and inside a
-    bigger batch gives bit-identical logits: batching keeps 'same seed, same stem'."""
+    """CPU sessions run each job's matrix products over its own rows (EagerSteps' `per_job`), so a
+    job decoded alone and inside a bigger batch gives bit-identical logits: batching keeps 'same
+    seed, same stem'. The batch (2 + 3 + 2 + 3 + 2 rows: 12, the most a CPU batch has) crosses the
+    row counts where a CPU BLAS switches kernels (measured: 4 on one box, 11 on another)."""
     model = cpu_model
     steps = EagerSteps(Decoder(model))
-    assert steps.min_rows >= 4
+    assert steps.per_job
+    groups = (2, 3, 2, 3, 2)
     g = torch.Generator().manual_seed(4)
-    seq = torch.randint(0, 2048, (6, K, 40), generator=g)
-    cond = torch.randn(6, 40, model.config.dim, generator=g)
-    with steps.session(2, 40) as alone, steps.session(6, 40) as batch:
-        a, b = alone.prefill(seq[:2, :, :30], cond[:2, :30]), batch.prefill(seq[..., :30], cond[:, :30])
-        assert torch.equal(a, b[:2])
+    seq = torch.randint(0, 2048, (sum(groups), K, 40), generator=g)
+    cond = torch.randn(sum(groups), 40, model.config.dim, generator=g)
+    alone_rows = slice(2, 5)  # the second job, 3 rows
+    with steps.session(3, 40) as alone, steps.session(sum(groups), 40, groups) as batch:
+        a = alone.prefill(seq[alone_rows, :, :30], cond[alone_rows, :30])
+        b = batch.prefill(seq[..., :30], cond[:, :30])
+        assert torch.equal(a, b[alone_rows])
         position = torch.tensor([30])
         for t in range(30, 40):
-            a = alone.decode_step(seq[:2, :, t:t + 1], position, cond[:2, t:t + 1], attend=t + 1)
+            a = alone.decode_step(seq[alone_rows, :, t:t + 1], position, cond[alone_rows, t:t + 1], attend=t + 1)
             b = batch.decode_step(seq[..., t:t + 1], position, cond[:, t:t + 1], attend=t + 1)
             position.add_(1)
-            assert torch.equal(a, b[:2])
+            assert torch.equal(a, b[alone_rows])
+        # the first job leaves the batch: the rest keep their own products
+        keep = torch.arange(2, sum(groups))
+        batch = batch.select_rows(keep, groups[1:])
+        last = torch.tensor([39])  # step 39 again, without its rhythm row
+        a = alone.decode_step(seq[alone_rows, :, 39:40], last, None, attend=40)
+        b = batch.decode_step(seq[2:, :, 39:40], last, None, attend=40)
+        assert torch.equal(a, b[:3])
+

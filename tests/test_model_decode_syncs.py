@@ -101,8 +101,8 @@ def test_a_sync_in_a_decode_step_is_caught(model, inputs):
     mix, rhythm = inputs
 
     class Leaky(EagerSteps):
-        def session(self, rows, steps):
-            ctx = super().session(rows, steps)
+        def session(self, rows, steps, groups=None):
+            ctx = super().session(rows, steps, groups)
 
             class Wrapped:
                 def __enter__(self):

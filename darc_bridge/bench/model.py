@@ -64,9 +64,9 @@ class _CountingSteps:
     def __init__(self, inner) -> None:
         self.inner, self.rows = inner, set()
 
-    def session(self, rows: int, steps: int):
+    def session(self, rows: int, steps: int, groups: tuple[int, ...] | None = None):
         self.rows.add(rows)
-        return self.inner.session(rows, steps)
+        return self.inner.session(rows, steps, groups)
 
 
 def _steps_for(model, device: str, max_steps: int):

@@ -39,7 +39,6 @@ from darc_bridge.model.lm import DarcLM, sin_embedding
 log = logging.getLogger(__name__)
 
 GRAPH_ROWS = (1, 2, 3)  # one guidance row, CFG (two rows), CFG with rhythm guidance (three rows)
-CPU_MIN_ROWS = 4  # from 4 rows on, a CPU matrix product rounds each row independently of the batch
 
 
 def decode_dtype(device: str | torch.device) -> torch.dtype:
@@ -165,24 +164,40 @@ class Decoder:
                               _scale(layer.layer_scale_2), att.attention_as_float32))
         return out
 
-    def session(self, rows: int, steps: int, min_rows: int = 1) -> DecodeSession:
+    def session(self, rows: int, steps: int, groups: tuple[int, ...] | None = None) -> DecodeSession:
         """A fresh session with a cache for `rows` batch rows and `steps` pattern steps
-        (`min_rows`: see `DecodeSession`)."""
+        (`groups`: see `DecodeSession`)."""
         return DecodeSession(self, KVCache(len(self.model.lm.transformer.layers), rows, self.heads, steps,
-                                           self.head_dim, self.device, self.dtype), min_rows=min_rows)
+                                           self.head_dim, self.device, self.dtype), groups=groups)
+
+
+def _spans(groups: tuple[int, ...] | None, rows: int) -> list[tuple[int, int]] | None:
+    """Row ranges of `groups` (None: the batch is one group)."""
+    if groups is None or len(groups) <= 1:
+        if groups is not None and sum(groups) != rows:
+            raise ValueError(f"groups {groups} do not add up to {rows} rows")
+        return None
+    if sum(groups) != rows or min(groups) < 1:
+        raise ValueError(f"groups {groups} do not add up to {rows} rows")
+    ends = [sum(groups[:i + 1]) for i in range(len(groups))]
+    return list(zip([0] + ends[:-1], ends, strict=True))
 
 
 class DecodeSession:
     """One preallocated cache and the forward passes that fill and read it.
 
-    `min_rows`: matrix products over fewer rows are padded to this many (see CPU_MIN_ROWS), so a
-    row's result does not depend on how many other rows share the batch.
+    `groups`: how many rows each job of the batch has (None: one group). Every matrix product then
+    runs once per group, over that group's rows only, so a job's products are exactly the ones it
+    runs alone: a row's result does not depend on the other jobs in the batch (see EagerSteps).
+    Everything else (attention, norms, sampling) runs over the whole batch; it is per row anyway.
     """
 
-    def __init__(self, decoder: Decoder, cache: KVCache, tables: tuple | None = None, min_rows: int = 1) -> None:
+    def __init__(self, decoder: Decoder, cache: KVCache, tables: tuple | None = None,
+                 groups: tuple[int, ...] | None = None) -> None:
         self.decoder = decoder
         self.cache = cache
-        self.min_rows = min_rows
+        self.groups = groups
+        self.spans = _spans(groups, cache.rows)
         self.layers = decoder.layers()
         if tables is None:
             tables = self._tables(cache.steps)
@@ -208,20 +223,19 @@ class DecodeSession:
             bias = None if heads[0].bias is None else torch.cat([h.bias for h in heads], dim=0)
         return table, offsets, pos, weight, bias
 
-    def select_rows(self, index: torch.Tensor) -> DecodeSession:
-        """A session holding only the rows `index` of this one (a cancelled job leaves a batch)."""
+    def select_rows(self, index: torch.Tensor, groups: tuple[int, ...] | None = None) -> DecodeSession:
+        """A session holding only the rows `index` of this one (a cancelled job leaves a batch),
+        grouped by `groups` (only where this session groups its rows)."""
         cache = KVCache.__new__(KVCache)
         cache.kv = self.cache.kv.index_select(2, index)
         return DecodeSession(self.decoder, cache, (self.emb_table, self.emb_offsets, self.pos_table,
-                                                   self.out_weight, self.out_bias), self.min_rows)
+                                                   self.out_weight, self.out_bias),
+                             groups if self.groups is not None else None)
 
     def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        lead = x.shape[:-1]
-        m = x.numel() // x.shape[-1]
-        if m >= self.min_rows:
+        if self.spans is None:
             return F.linear(x, weight, bias)
-        flat = torch.cat([x.reshape(m, -1), x.new_zeros(self.min_rows - m, x.shape[-1])])
-        return F.linear(flat, weight, bias)[:m].view(*lead, -1)
+        return torch.cat([F.linear(x[a:b], weight, bias) for a, b in self.spans])
 
     # -- the model, explicitly ----------------------------------------------------------------
     def _embed(self, tokens: torch.Tensor, pos: torch.Tensor, rhythm: torch.Tensor | None) -> torch.Tensor:
@@ -243,27 +257,16 @@ class DecodeSession:
         b, t, _ = x.shape
         d = self.decoder
         lin = self._linear
-        rows = b
-        if t == 1 and b < self.min_rows:
-            # a decode step carries zero rows up to min_rows through the per-row work, so its
-            # matrix products need no padding of their own; attention runs on the real rows only
-            rows = self.min_rows
-            x = torch.cat([x, x.new_zeros(rows - b, 1, d.dim)])
-            if rhythm is not None:
-                rhythm = torch.cat([rhythm.to(x.dtype), x.new_zeros(rows - b, 1, d.dim)])
         for i, layer in enumerate(self.layers):
             if rhythm is not None and i in d.injection:
                 x = x + rhythm.to(x.dtype)
             h = F.layer_norm(x, *layer.norm1)
             qkv = lin(h, *layer.in_proj)
-            qkv = qkv.view(rows, t, 3, d.heads, d.head_dim).permute(2, 0, 3, 1, 4)[:, :b]  # (3, B, H, T, D)
+            qkv = qkv.view(b, t, 3, d.heads, d.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
             write(i, qkv[1:])
             keys, values = read(i, qkv)
             att = self._attend(qkv[0], keys, values, mask, causal, layer.as_float32)
-            att = att.transpose(1, 2).reshape(b, t, d.dim)
-            if rows > b:
-                att = torch.cat([att, att.new_zeros(rows - b, t, d.dim)])
-            att = lin(att, *layer.out_proj)
+            att = lin(att.transpose(1, 2).reshape(b, t, d.dim), *layer.out_proj)
             x = x + (att if layer.scale_1 is None else layer.scale_1(att))
             if layer.cross is not None:
                 x = x + layer.cross.to(x.dtype)
@@ -273,7 +276,7 @@ class DecodeSession:
         out_norm = d.model.lm.out_norm
         if out_norm is not None:
             x = out_norm(x)
-        logits = lin(x[:, -1], self.out_weight, self.out_bias)[:b]  # (B, K * card)
+        logits = lin(x[:, -1], self.out_weight, self.out_bias)  # (B, K * card)
         return logits.view(b, d.n_q, d.card)
 
     @torch.no_grad()
@@ -302,29 +305,28 @@ class DecodeSession:
         device, so nothing in the step depends on a host value (what a CUDA graph needs).
 
         The step is the prefill's computation for one position, written for it: the residual
-        stream lives in one preallocated (rows, dim) buffer updated in place, the padding rows
-        (see `min_rows`) are part of it instead of being concatenated per layer, the weights are
-        pre-transposed views, and the logits land in a preallocated buffer. The returned logits
-        are a view of that buffer: valid until this session's next step.
+        stream lives in one preallocated (rows, dim) buffer updated in place, the weights are
+        pre-transposed views, the matrix products run per group (see `groups`) into preallocated
+        buffers, and the logits land in one. The returned logits are a view of that buffer:
+        valid until this session's next step.
         """
         st = self._step
         d = self.decoder
         b = tokens.shape[0]
-        x, xb = st.x, st.xb
+        x = st.x
+        spans = self.spans
         if b != st.b:
             raise ValueError(f"a step of {b} rows in a session of {st.b}")
         e = F.embedding(tokens.view(b, d.n_q) + st.offsets, self.emb_table)  # (B, K, dim)
-        xb.copy_(e[:, 0])
+        x.copy_(e[:, 0])
         for k in range(1, d.n_q):  # in codebook order, as the prefill sums them
-            xb.add_(e[:, k])
+            x.add_(e[:, k])
         row = None
         if rhythm_row is not None:
             row = rhythm_row.view(b, d.dim).to(x.dtype)
             if d.at_input:
-                xb.add_(row)
-        xb.add_(self.pos_table.index_select(0, position))
-        if st.padded:
-            st.pad.zero_()
+                x.add_(row)
+        x.add_(self.pos_table.index_select(0, position))
         if attend is None:
             torch.le(st.arange, position, out=st.mask)
             mask = st.mask_view
@@ -332,9 +334,9 @@ class DecodeSession:
             mask = None
         for layer in st.layers:
             if row is not None and layer.inject:
-                xb.add_(row)
+                x.add_(row)
             h = torch.layer_norm(x, *layer.norm1)  # F.layer_norm's kernel without its Python checks
-            _mm(h, layer.in_t, layer.in_b, st.qkv)
+            _mm(h, layer.in_t, layer.in_b, st.qkv, spans)
             layer.kv.index_copy_(3, position, st.kv_new)
             if attend is None:
                 keys, values = layer.keys, layer.values
@@ -344,30 +346,32 @@ class DecodeSession:
                 att = self._attend(st.q, keys, values, mask, False, True)
             else:
                 att = F.scaled_dot_product_attention(st.q, keys, values, attn_mask=mask)
-            att = att.view(b, d.dim)
-            if st.padded:
-                st.attb.copy_(att)
-                att = st.att
-            _residual(x, att, layer.out_t, layer.out_b, layer.scale_1, st.o)
+            _residual(x, att.view(b, d.dim), layer.out_t, layer.out_b, layer.scale_1, st.o, spans)
             if layer.cross is not None:
                 x.add_(layer.cross)
             h = torch.layer_norm(x, *layer.norm2)
-            f = layer.activation(_mm(h, layer.l1_t, layer.l1_b, st.f))
-            _residual(x, f, layer.l2_t, layer.l2_b, layer.scale_2, st.o)
+            f = layer.activation(_mm(h, layer.l1_t, layer.l1_b, st.f, spans))
+            _residual(x, f, layer.l2_t, layer.l2_b, layer.scale_2, st.o, spans)
         out = x if st.out_norm is None else st.out_norm(x)
-        _mm(out, st.out_t, self.out_bias, st.logits)
+        _mm(out, st.out_t, self.out_bias, st.logits, spans)
         return st.logits_b
 
 
-def _mm(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
-    """`F.linear(x, weight, bias)` for a 2-D `x` (the same BLAS call), into `out`."""
+def _mm(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
+        spans: list[tuple[int, int]] | None = None) -> torch.Tensor:
+    """`F.linear(x, weight, bias)` for a 2-D `x` (the same BLAS call), into `out`; with `spans`,
+    one call per row range (see DecodeSession's `groups`)."""
+    if spans is not None:
+        for a, b in spans:
+            _mm(x[a:b], weight_t, bias, out[a:b])
+        return out
     return torch.mm(x, weight_t, out=out) if bias is None else torch.addmm(bias, x, weight_t, out=out)
 
 
 def _residual(x: torch.Tensor, h: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
-              scale: nn.Module | None, out: torch.Tensor) -> None:
+              scale: nn.Module | None, out: torch.Tensor, spans: list[tuple[int, int]] | None) -> None:
     """x += scale(linear(h)), the linear into the buffer `out`."""
-    y = _mm(h, weight_t, bias, out)
+    y = _mm(h, weight_t, bias, out, spans)
     x.add_(y if scale is None else scale(y))
 
 
@@ -403,14 +407,9 @@ class _StepState:
     def __init__(self, session: DecodeSession) -> None:
         d = session.decoder
         kv = session.cache.kv
-        self.b = kv.shape[2]
-        rows = max(self.b, session.min_rows)
-        self.padded = rows > self.b
+        self.b = rows = kv.shape[2]
         dev, dtype = kv.device, kv.dtype
         self.x = torch.zeros(rows, d.dim, device=dev, dtype=dtype)
-        self.xb, self.pad = self.x[:self.b], self.x[self.b:]
-        self.att = torch.zeros(rows, d.dim, device=dev, dtype=dtype)  # padding rows stay zero
-        self.attb = self.att[:self.b]
         self.qkv = torch.empty(rows, 3 * d.dim, device=dev, dtype=dtype)
         self.q = self.qkv[:self.b, :d.dim].view(self.b, d.heads, 1, d.head_dim)
         self.kv_new = self.qkv[:self.b, d.dim:].view(self.b, 2, d.heads, 1, d.head_dim).transpose(0, 1)
@@ -423,7 +422,7 @@ class _StepState:
         self.mask_view = self.mask.view(1, 1, 1, -1)
         self.out_t = session.out_weight.t()
         self.logits = torch.empty(rows, session.out_weight.shape[0], device=dev, dtype=dtype)
-        self.logits_b = self.logits[:self.b].view(self.b, d.n_q, d.card)
+        self.logits_b = self.logits.view(self.b, d.n_q, d.card)
         self.out_norm = d.model.lm.out_norm
         self.layers = []
         for i, layer in enumerate(session.layers):
@@ -468,8 +467,8 @@ class GraphSession:
         e.graph.replay()
         return e.logits.clone()
 
-    def select_rows(self, index: torch.Tensor) -> DecodeSession:
-        return self.entry.session.select_rows(index)
+    def select_rows(self, index: torch.Tensor, groups: tuple[int, ...] | None = None) -> DecodeSession:
+        return self.entry.session.select_rows(index, groups)
 
 
 class CudaGraphSteps:
@@ -487,7 +486,6 @@ class CudaGraphSteps:
         self.decoder = decoder
         self.steps = steps
         self.compile = compile
-        self.min_rows = 1
         self.graphs: dict[int, _Graph] = {}
         for r in rows:
             self.capture(r)
@@ -515,7 +513,10 @@ class CudaGraphSteps:
         log.info("captured a CUDA graph for %d rows over %d steps", rows, self.steps)
 
     @contextlib.contextmanager
-    def session(self, rows: int, steps: int) -> Iterator[GraphSession | DecodeSession]:
+    def session(self, rows: int, steps: int, groups: tuple[int, ...] | None = None
+                ) -> Iterator[GraphSession | DecodeSession]:
+        """A graph session for `rows` when one is free, else an eager one (`groups` is not used:
+        on a GPU one product over the whole batch is the point of batching)."""
         entry = self.graphs.get(rows)
         if entry is None or steps > self.steps or not entry.lock.acquire(blocking=False):
             yield self.decoder.session(rows, steps)
@@ -529,17 +530,21 @@ class CudaGraphSteps:
 class EagerSteps:
     """Sessions without graphs (CPU, or a GPU without capture): a fresh cache per window.
 
-    `min_rows`: batches are padded to at least this many rows. On the CPU, matrix products round
-    a row differently at one, two or three rows than at four or more (different kernels), while
-    from four rows on each row's result does not depend on the batch: so with CPU_MIN_ROWS a
-    job gives the same tokens alone and batched with others (same seed, same stem), at a small
-    cost for one job alone.
+    `per_job` (default: on the CPU): each job's matrix products run over its own rows (the
+    session's `groups`), so a job gives the same tokens alone and batched with others: same seed,
+    same stem. A CPU BLAS picks its kernel by the number of rows, and kernels sum in different
+    orders: measured, an AMD EPYC box rounds a row alike from 4 rows on, an Intel Xeon box alike
+    for 2-10 rows and otherwise from 11, so no padding to a fixed row count keeps a row alike on
+    every CPU (padding 2 guidance rows to 4 also made a `small` step twice as slow on the Xeon).
+    Batching then saves the per-operation work (attention, norms, sampling, one Python step for
+    all jobs), not the reading of the weights. On a GPU one product over the whole batch is the
+    point of batching, and cuBLAS gives no such promise anyway.
     """
 
-    def __init__(self, decoder: Decoder, min_rows: int | None = None) -> None:
+    def __init__(self, decoder: Decoder, per_job: bool | None = None) -> None:
         self.decoder = decoder
-        self.min_rows = min_rows if min_rows is not None else (CPU_MIN_ROWS if decoder.device.type == "cpu" else 1)
+        self.per_job = decoder.device.type == "cpu" if per_job is None else per_job
 
     @contextlib.contextmanager
-    def session(self, rows: int, steps: int) -> Iterator[DecodeSession]:
-        yield self.decoder.session(rows, steps, self.min_rows)
+    def session(self, rows: int, steps: int, groups: tuple[int, ...] | None = None) -> Iterator[DecodeSession]:
+        yield self.decoder.session(rows, steps, groups if self.per_job else None)

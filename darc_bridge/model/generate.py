@@ -177,7 +177,7 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
         return spans, torch.cat(slots)
 
     spans, row_slot = layout()
-    with source.session(seq.shape[0], n_steps) as session:
+    with source.session(seq.shape[0], n_steps, tuple(b - a for a, b in spans)) as session:
         logits = session.prefill(seq[..., :first], None if cond is None else cond[:, :first])
         stream = None if cond is None else ConditionStream(cond, start=first)
         position = torch.full((1,), first, dtype=torch.long, device=device)
@@ -214,10 +214,10 @@ def decode_windows(model: DarcLM, jobs: list[WindowJob], steps=None) -> list[tor
                 keep = torch.cat([torch.arange(a, b, device=device)
                                   for j, (a, b) in zip(active, spans, strict=True) if j not in dropped])
                 active = [j for j in active if j not in dropped]
-                session = session.select_rows(keep)
                 seq = seq.index_select(0, keep)
                 stream = None if stream is None else stream.select_rows(keep)
                 spans, row_slot = layout()
+                session = session.select_rows(keep, tuple(b - a for a, b in spans))
     for j, (a, _) in zip(active, spans, strict=True):
         out, _, _ = pattern.revert_pattern_sequence(seq[a:a + 1], special_token=UNKNOWN)
         result = out[0, :, n_mix + 1:2 * n_mix + 1]

@@ -167,8 +167,8 @@ class SyncCheckedSteps:
             torch.cuda.set_sync_debug_mode("error" if phase == "steps" else "default")
 
     @contextlib.contextmanager
-    def session(self, rows: int, steps: int) -> Iterator[_CheckedSession]:
-        with self.inner.session(rows, steps) as session:
+    def session(self, rows: int, steps: int, groups: tuple[int, ...] | None = None) -> Iterator[_CheckedSession]:
+        with self.inner.session(rows, steps, groups) as session:
             try:
                 yield _CheckedSession(session, self)
             finally:
@@ -194,5 +194,5 @@ class _CheckedSession:
         self.owner.decode_steps += 1
         return self.session.decode_step(*args, **kwargs)
 
-    def select_rows(self, index: torch.Tensor) -> _CheckedSession:
-        return _CheckedSession(self.session.select_rows(index), self.owner)
+    def select_rows(self, index: torch.Tensor, groups: tuple[int, ...] | None = None) -> _CheckedSession:
+        return _CheckedSession(self.session.select_rows(index, groups), self.owner)
