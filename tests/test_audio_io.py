@@ -68,6 +68,28 @@ def test_bad_regions(tmp_path):
         load_audio(path, start=0.5, end=0.4)
 
 
+
+@pytest.mark.parametrize("region, message", [
+    ({"start": float("nan")}, "start nan is not a number"),
+    ({"end": float("nan")}, "end nan is not a number"),
+    ({"start": 0.2, "end": float("inf")}, "end inf is not a number"),
+    ({"end": -2.0}, "end -2.000s is negative"),
+    ({"end": 0.0}, "end 0.000s is not after its start 0.000s"),
+], ids=["nan-start", "nan-end", "inf-end", "negative-end", "zero-end"])
+def test_regions_that_are_not_seconds_name_the_problem(tmp_path, region, message):
+    # `--start nan` reached int(round(nan)) (a traceback); `--end -2` read "mix is too short: -2s"
+    path = tmp_path / "a.wav"
+    sf.write(path, _tone(1.0), 22050)
+    with pytest.raises(InputError, match=message):
+        load_audio(path, **region)
+
+
+@pytest.mark.parametrize("limit", [float("nan"), 0.0, -5.0])
+def test_a_limit_that_is_not_a_positive_length_is_refused(limit):
+    # a NaN --max-duration compared False with every length: any region passed
+    with pytest.raises(InputError, match="positive number of seconds"):
+        AudioLimits(max_duration_s=limit)
+
 def test_unreadable_file_is_reported(tmp_path, monkeypatch):
     # Root bypasses permission bits, so simulate what os.access reports for another user.
     path = tmp_path / "a.wav"

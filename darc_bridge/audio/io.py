@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import secrets
 import stat
@@ -34,6 +35,12 @@ class AudioLimits:
     # Decoded float32 size of a region (channels x frames x 4): a small header can claim 1,024
     # channels, which decodes to ~10x the file. 1 GiB holds 600 s of stereo at 192 kHz.
     max_decoded_bytes: int = 1024**3
+
+    def __post_init__(self) -> None:
+        # a NaN limit would compare False with every length and so silently allow any region
+        if not (math.isfinite(self.max_duration_s) and self.max_duration_s > 0):
+            raise InputError(f"the longest region allowed must be a positive number of seconds, "
+                             f"got {self.max_duration_s}")
 
 
 @dataclass
@@ -75,12 +82,17 @@ class Audio:
 
 
 def _check_region(path: Path, total: float, start: float | None, end: float | None) -> None:
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"{path.name}: region {name} {value} is not a number of seconds")
     if start is not None and start < 0:
         raise InputError(f"{path.name}: region start {start:.3f}s is negative")
+    if end is not None and end < 0:
+        raise InputError(f"{path.name}: region end {end:.3f}s is negative")
     if start is not None and start >= total:
         raise InputError(f"{path.name}: region start {start:.3f}s is past the end of the file ({total:.3f}s)")
-    if end is not None and start is not None and end <= start:
-        raise InputError(f"{path.name}: region end {end:.3f}s is not after its start {start:.3f}s")
+    if end is not None and end <= (start or 0.0):
+        raise InputError(f"{path.name}: region end {end:.3f}s is not after its start {start or 0.0:.3f}s")
     if end is not None and end > total + 1e-3:
         raise InputError(f"{path.name}: region end {end:.3f}s is past the end of the file ({total:.3f}s)")
 
