@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from darc_bridge.audio import Audio, AudioLimits, load_audio
-from darc_bridge.audio.io import check_output_path
+from darc_bridge.audio.io import check_output_path, refuse_clash
 from darc_bridge.engines import (
     CancelToken,
     Engine,
@@ -143,25 +143,6 @@ def write_outputs(result: GenerationResult, files: dict[str, tuple[OutputFolder,
     return commit_outputs(planned, tag, overwrite=overwrite, numbered=numbered, on_planned=on_planned)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file: the same place once links are resolved, or one inode."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet)
-        return False
-
-
-def _refuse_clash(role: str, path: Path, taken: list[tuple[str, Path]]) -> None:
-    """An output must not be an input (replacing it would destroy the take) or another output
-    (the second write would fail only after the whole job ran)."""
-    for other, q in taken:
-        if _same_file(path, q):
-            what = f"the {other} file" if other in ("mix", "prompt") else f"the {other}"
-            raise OutputError(f"the {role} output {path} is {what}; choose another file name")
-
-
 def run_job(
     engine: Engine,
     mix_path: str | os.PathLike,
@@ -205,12 +186,13 @@ def run_job(
                 raise OutputError("no output path given")
             files = {}
             pieces = piece_paths(out_path) if stems == "split" else {}
-            taken = [(role, Path(path)) for role, path in (("mix", mix_path), ("prompt", prompt_path)) if path]
+            taken = [(f"the {role} file", Path(path)) for role, path in (("mix", mix_path), ("prompt", prompt_path))
+                     if path]
             for role, path in (("stem", out_path), ("midi", midi_path), *pieces.items()):
                 if path:
                     p = check_output_path(path, overwrite=overwrite)
-                    _refuse_clash(role, p, taken)
-                    taken.append((f"{role} output", p))
+                    refuse_clash(role, p, taken)
+                    taken.append((f"the {role} output", p))
                     folders.append(OutputFolder.open(p.parent.resolve()))
                     files[role] = (folders[-1], *_split(p))
         progress("load", 0.0)

@@ -230,6 +230,24 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = True) -> Pat
     return p
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same place once links are resolved, or one inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def refuse_clash(role: str, path: Path, taken: list[tuple[str, Path]]) -> None:
+    """Refuse an output that is a file already in use, `taken` as (what it is, path): an input
+    (replacing it would destroy the take) or another output (one would overwrite the other)."""
+    for what, q in taken:
+        if _same_file(path, q):
+            raise OutputError(f"the {role} output {path} is {what}; choose another file name")
+
+
 def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = True, suffix: str = "") -> Path:
     """Call `write(tmp_path)` then move the result onto `path` in one step.
 
