@@ -153,3 +153,19 @@ def test_two_outputs_at_one_path_are_refused_before_the_job(capsys, tmp_path, ma
 def test_empty_output_path_is_an_error_not_a_traceback(capsys, tmp_path, material):
     code, _, err = _run(capsys, "generate", "--mix", str(material / "mix.wav"), "--out", "", "--quiet")
     assert code == 2 and err.strip() == "darc-bridge: error: no output path given"
+
+
+def test_midi_without_prompt_is_refused_before_an_engine_that_needs_one_runs(tmp_path, material):
+    # DARC without a prompt follows no rhythm: the MIDI request failed only after the whole generation
+    from darc_bridge.engines import GenerationParams
+    from darc_bridge.engines.darc import DarcEngine
+    from darc_bridge.errors import InputError
+    from darc_bridge.pipeline import run_job
+
+    engine = DarcEngine.__new__(DarcEngine)  # never loaded: generate must not be reached
+    engine.generate = lambda *a, **k: pytest.fail("the engine ran")
+    with pytest.raises(InputError, match="no rhythm to write as MIDI"):
+        run_job(engine, material / "mix.wav", None, tmp_path / "d.wav", GenerationParams(),
+                midi_path=tmp_path / "d.mid")
+    assert list(tmp_path.iterdir()) == []
+
