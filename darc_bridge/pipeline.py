@@ -200,6 +200,7 @@ def run_job(
             raise InputError(NO_RHYTHM_FOR_MIDI)  # now, not after the whole job ran
         progress("load", 0.0)
         mix, prompt = load_inputs(mix_path, prompt_path, start, end, limits)
+        engine.load()  # after every check: a typo must not wait for a model to load (idempotent)
         progress("load", 1.0)
         result = engine.generate(mix, prompt, params, progress=progress, cancel=cancel)
         if cancel is not None:

@@ -169,3 +169,9 @@ def test_midi_without_prompt_is_refused_before_an_engine_that_needs_one_runs(tmp
                 midi_path=tmp_path / "d.mid")
     assert list(tmp_path.iterdir()) == []
 
+
+def test_bad_input_is_reported_before_the_engine_loads(capsys, tmp_path, material, monkeypatch):
+    # the CLI loaded the engine first: a typo in --mix waited ~7 s (kit) or ~15 s (DARC) for its error
+    monkeypatch.setattr("darc_bridge.engines.kit.KitEngine.load", lambda self: pytest.fail("the engine loaded"))
+    _assert_refused(capsys, tmp_path, "--mix", str(tmp_path / "typo.wav"), match="mix file not found")
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--end", "99", match="past the end")
