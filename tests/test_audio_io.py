@@ -90,6 +90,21 @@ def test_a_limit_that_is_not_a_positive_length_is_refused(limit):
     with pytest.raises(InputError, match="positive number of seconds"):
         AudioLimits(max_duration_s=limit)
 
+
+def test_a_file_that_decodes_shorter_than_its_header_is_truncated(tmp_path):
+    # a cut-off MP3 keeps its header's length: the region came back 1.9 s of the 6 s asked for, and
+    # the stem, that short, landed out of place in the DAW
+    full = tmp_path / "song.mp3"
+    sf.write(full, _tone(8.0, 44100, channels=2), 44100, format="MP3")
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    assert abs(load_audio(full, role="mix", start=1.0, end=7.0).duration - 6.0) < 1e-9
+    with pytest.raises(InputError, match=r"mix file is truncated: its header says 8.000s but the audio stops at 2\."):
+        load_audio(cut, role="mix", start=1.0, end=7.0)
+    with pytest.raises(InputError, match="holds no audio from 5.000s on"):
+        load_audio(cut, role="mix", start=5.0, end=7.0)
+    assert load_audio(cut, role="mix", end=2.0).duration == pytest.approx(2.0)
+
 def test_unreadable_file_is_reported(tmp_path, monkeypatch):
     # Root bypasses permission bits, so simulate what os.access reports for another user.
     path = tmp_path / "a.wav"

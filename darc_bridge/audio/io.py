@@ -23,6 +23,9 @@ from darc_bridge.errors import InputError, OutputError
 log = logging.getLogger(__name__)
 
 SILENCE_DBFS = -70.0
+# How much shorter than its header says a file may decode before it counts as truncated: an MP3
+# without a length tag has its length estimated from its size, about one 1152-sample frame off.
+TRUNCATION_SLACK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,11 @@ def load_audio(
             f"more than the limit of {limits.max_decoded_bytes / 1e6:.0f} MB: {p}"
         )
     samples = _read_region(p, role, first, stop, info.channels)
+    got = samples.shape[1]
+    if stop - first - got > TRUNCATION_SLACK_S * info.samplerate:  # a short stem would sit out of place
+        where = (f"the audio stops at {(first + got) / info.samplerate:.3f}s" if got else
+                 f"it holds no audio from {first / info.samplerate:.3f}s on")
+        raise InputError(f"{role} file is truncated: its header says {total:.3f}s but {where}: {p}")
     sr = info.samplerate
     audio = Audio(samples, int(sr))
     if not allow_silent and audio.peak_dbfs() < SILENCE_DBFS:
@@ -175,8 +183,6 @@ def _read_region(p: Path, role: str, first: int, stop: int, channels: int) -> np
         raise
     except Exception as exc:
         raise InputError(f"{role} file is corrupt or truncated: {p} ({exc})") from exc
-    if pos == 0:
-        raise InputError(f"{role} file holds no audio in the requested region: {p}")
     return out[:, :pos]
 
 
