@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from darc_bridge.audio import Audio, AudioLimits, load_audio
-from darc_bridge.audio.io import check_output_path
+from darc_bridge.audio.io import check_output_path, refuse_clash
 from darc_bridge.engines import (
     CancelToken,
     Engine,
@@ -34,6 +34,8 @@ from darc_bridge.outputs import OutputFile, OutputFolder, Planned, commit_output
 log = logging.getLogger(__name__)
 
 MIN_PROMPT_S = 0.25  # shorter than this holds no rhythm worth following
+NO_RHYTHM_FOR_MIDI = ("no rhythm to write as MIDI: this engine followed none (the darc engine needs a prompt for "
+                      "that); give a prompt or ask for no MIDI")
 
 
 @dataclass
@@ -135,8 +137,7 @@ def write_outputs(result: GenerationResult, files: dict[str, tuple[OutputFolder,
         writers[piece] = lambda s=samples: _wav_writer(s, result.sample_rate)
     if "midi" in files:
         if result.rhythm is None:
-            raise InputError("no rhythm to write as MIDI: this engine followed none (the darc engine needs a "
-                             "prompt for that); give a prompt or ask for no MIDI")
+            raise InputError(NO_RHYTHM_FOR_MIDI)
         writers["midi"] = lambda: _midi_writer(result)
     planned = [OutputFile(role, folder, base, suffix, writers[role]()) for role, (folder, base, suffix) in
                files.items()]
@@ -182,17 +183,24 @@ def run_job(
             if stems == "split":
                 files.update({p: (plan.folder, plan.name, f".{p}.wav") for p in STEM_PIECES})
         else:
-            if out_path is None:
+            if not out_path:
                 raise OutputError("no output path given")
             files = {}
             pieces = piece_paths(out_path) if stems == "split" else {}
+            taken = [(f"the {role} file", Path(path)) for role, path in (("mix", mix_path), ("prompt", prompt_path))
+                     if path]
             for role, path in (("stem", out_path), ("midi", midi_path), *pieces.items()):
                 if path:
                     p = check_output_path(path, overwrite=overwrite)
+                    refuse_clash(role, p, taken)
+                    taken.append((f"the {role} output", p))
                     folders.append(OutputFolder.open(p.parent.resolve()))
                     files[role] = (folders[-1], *_split(p))
+        if "midi" in files and not prompt_path and not getattr(engine, "rhythm_without_prompt", True) and plan is None:
+            raise InputError(NO_RHYTHM_FOR_MIDI)  # now, not after the whole job ran
         progress("load", 0.0)
         mix, prompt = load_inputs(mix_path, prompt_path, start, end, limits)
+        engine.load()  # after every check: a typo must not wait for a model to load (idempotent)
         progress("load", 1.0)
         result = engine.generate(mix, prompt, params, progress=progress, cancel=cancel)
         if cancel is not None:

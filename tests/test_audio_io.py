@@ -68,6 +68,43 @@ def test_bad_regions(tmp_path):
         load_audio(path, start=0.5, end=0.4)
 
 
+
+@pytest.mark.parametrize("region, message", [
+    ({"start": float("nan")}, "start nan is not a number"),
+    ({"end": float("nan")}, "end nan is not a number"),
+    ({"start": 0.2, "end": float("inf")}, "end inf is not a number"),
+    ({"end": -2.0}, "end -2.000s is negative"),
+    ({"end": 0.0}, "end 0.000s is not after its start 0.000s"),
+], ids=["nan-start", "nan-end", "inf-end", "negative-end", "zero-end"])
+def test_regions_that_are_not_seconds_name_the_problem(tmp_path, region, message):
+    # `--start nan` reached int(round(nan)) (a traceback); `--end -2` read "mix is too short: -2s"
+    path = tmp_path / "a.wav"
+    sf.write(path, _tone(1.0), 22050)
+    with pytest.raises(InputError, match=message):
+        load_audio(path, **region)
+
+
+@pytest.mark.parametrize("limit", [float("nan"), 0.0, -5.0])
+def test_a_limit_that_is_not_a_positive_length_is_refused(limit):
+    # a NaN --max-duration compared False with every length: any region passed
+    with pytest.raises(InputError, match="positive number of seconds"):
+        AudioLimits(max_duration_s=limit)
+
+
+def test_a_file_that_decodes_shorter_than_its_header_is_truncated(tmp_path):
+    # a cut-off MP3 keeps its header's length: the region came back 1.9 s of the 6 s asked for, and
+    # the stem, that short, landed out of place in the DAW
+    full = tmp_path / "song.mp3"
+    sf.write(full, _tone(8.0, 44100, channels=2), 44100, format="MP3")
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    assert abs(load_audio(full, role="mix", start=1.0, end=7.0).duration - 6.0) < 1e-9
+    with pytest.raises(InputError, match=r"mix file is truncated: its header says 8.000s but the audio stops at 2\."):
+        load_audio(cut, role="mix", start=1.0, end=7.0)
+    with pytest.raises(InputError, match="holds no audio from 5.000s on"):
+        load_audio(cut, role="mix", start=5.0, end=7.0)
+    assert load_audio(cut, role="mix", end=2.0).duration == pytest.approx(2.0)
+
 def test_unreadable_file_is_reported(tmp_path, monkeypatch):
     # Root bypasses permission bits, so simulate what os.access reports for another user.
     path = tmp_path / "a.wav"

@@ -117,3 +117,61 @@ def test_output_folder_missing(capsys, tmp_path, material):
 def test_bad_parameter(capsys, tmp_path, material):
     _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--rhythm-strength", "9",
                     match="rhythm_strength")
+
+
+def test_output_that_is_an_input_is_refused_and_the_input_kept(capsys, tmp_path, material):
+    # `--out song.wav --mix song.wav` replaced the mix with the stem; a hard link is the same file
+    mix = tmp_path / "song.wav"
+    mix.write_bytes((material / "mix.wav").read_bytes())
+    (tmp_path / "alias.wav").hardlink_to(mix)
+    before = mix.read_bytes()
+    for out in (mix, tmp_path / "alias.wav", tmp_path / "sub" / ".." / "song.wav"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        code, _, err = _run(capsys, "generate", "--mix", str(mix), "--out", str(out), "--quiet")
+        assert code == 2 and "is the mix file" in err.strip().splitlines()[-1], err
+    code, _, err = _run(capsys, "generate", "--mix", str(material / "mix.wav"), "--prompt", str(mix),
+                        "--out", str(tmp_path / "drums.wav"), "--midi", str(mix), "--quiet")
+    assert code == 2 and "the midi output" in err and "is the prompt file" in err, err
+    assert mix.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.wav", "song.wav", "sub"]
+
+
+@pytest.mark.parametrize("extra, match", [
+    (("--midi", "{out}"), "the midi output"),
+    (("--stems", "split", "--midi", "{stem}.kick.wav"), "the kick output"),
+], ids=["midi-is-stem", "piece-is-midi"])
+def test_two_outputs_at_one_path_are_refused_before_the_job(capsys, tmp_path, material, monkeypatch, extra, match):
+    # the clash used to surface only after the whole job ran, as "cannot write ...: File exists"
+    out = tmp_path / "drums.wav"
+    args = [a.format(out=out, stem=tmp_path / "drums") for a in extra]
+    monkeypatch.setattr("darc_bridge.pipeline.load_inputs", lambda *a, **k: pytest.fail("the job ran"))
+    code, _, err = _run(capsys, "generate", "--mix", str(material / "mix.wav"), "--out", str(out), *args, "--quiet")
+    assert code == 2 and match in err.strip().splitlines()[-1], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_output_path_is_an_error_not_a_traceback(capsys, tmp_path, material):
+    code, _, err = _run(capsys, "generate", "--mix", str(material / "mix.wav"), "--out", "", "--quiet")
+    assert code == 2 and err.strip() == "darc-bridge: error: no output path given"
+
+
+def test_midi_without_prompt_is_refused_before_an_engine_that_needs_one_runs(tmp_path, material):
+    # DARC without a prompt follows no rhythm: the MIDI request failed only after the whole generation
+    from darc_bridge.engines import GenerationParams
+    from darc_bridge.engines.darc import DarcEngine
+    from darc_bridge.errors import InputError
+    from darc_bridge.pipeline import run_job
+
+    engine = DarcEngine.__new__(DarcEngine)  # never loaded: generate must not be reached
+    engine.generate = lambda *a, **k: pytest.fail("the engine ran")
+    with pytest.raises(InputError, match="no rhythm to write as MIDI"):
+        run_job(engine, material / "mix.wav", None, tmp_path / "d.wav", GenerationParams(),
+                midi_path=tmp_path / "d.mid")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_is_reported_before_the_engine_loads(capsys, tmp_path, material, monkeypatch):
+    # the CLI loaded the engine first: a typo in --mix waited ~7 s (kit) or ~15 s (DARC) for its error
+    monkeypatch.setattr("darc_bridge.engines.kit.KitEngine.load", lambda self: pytest.fail("the engine loaded"))
+    _assert_refused(capsys, tmp_path, "--mix", str(tmp_path / "typo.wav"), match="mix file not found")
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--end", "99", match="past the end")

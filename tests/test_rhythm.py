@@ -138,6 +138,17 @@ def test_level_and_channels_do_not_matter(variant):
     assert class_f1(truth, feats) >= 0.8
 
 
+
+@pytest.mark.parametrize("offset", [0.03, 0.3])
+def test_a_dc_offset_adds_no_hit(offset):
+    # the offset stepped up out of the lead-in silence: a phantom kick at 0 s (and at each loop)
+    truth = [Onset(0.3 + 0.5 * i, i % 2, 1.0) for i in range(6)]
+    x = synth_prompt(truth, 3.3, 44100, "beatbox", 2)
+    clean = extract_rhythm(x, 44100)
+    shifted = extract_rhythm(0.5 * x + offset, 44100)
+    assert shifted.onset_times().tolist() == pytest.approx(clean.onset_times().tolist(), abs=0.011)
+    assert [o.cls for o in shifted.onsets] == [o.cls for o in clean.onsets] == [o.cls for o in truth]
+
 def test_stereo_array_in_either_layout():
     truth, x = make("tap", 13, 125, 22050)
     stereo = np.stack([x, x])

@@ -106,3 +106,19 @@ def test_outputs_are_checked_before_work(prompt, tmp_path, capsys):
     assert main(["rhythm", str(path), "--midi", str(tmp_path / "r.mid"), "--tempo", "0"]) == 2
     assert "--tempo" in _error_line(capsys)
     assert not (tmp_path / "r.mid").exists()
+
+
+def test_an_output_on_the_take_or_on_the_other_output_is_refused(prompt, tmp_path, capsys):
+    # `--midi take.wav` replaced the take with a MIDI file; `--plot X --midi X` kept only the plot
+    path, _ = prompt
+    take = tmp_path / "take.wav"
+    take.write_bytes(path.read_bytes())
+    before = take.read_bytes()
+    assert main(["rhythm", str(take), "--midi", str(take)]) == 2
+    assert "the midi output" in (line := _error_line(capsys)) and "is the prompt file" in line
+    assert main(["rhythm", str(take), "--plot", str(take)]) == 2
+    assert "the plot output" in _error_line(capsys)
+    both = tmp_path / "r.out"
+    assert main(["rhythm", str(take), "--midi", str(both), "--plot", str(both)]) == 2
+    assert "is the midi output" in _error_line(capsys)
+    assert take.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["take.wav"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import secrets
 import stat
@@ -22,6 +23,9 @@ from darc_bridge.errors import InputError, OutputError
 log = logging.getLogger(__name__)
 
 SILENCE_DBFS = -70.0
+# How much shorter than its header says a file may decode before it counts as truncated: an MP3
+# without a length tag has its length estimated from its size, about one 1152-sample frame off.
+TRUNCATION_SLACK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,12 @@ class AudioLimits:
     # Decoded float32 size of a region (channels x frames x 4): a small header can claim 1,024
     # channels, which decodes to ~10x the file. 1 GiB holds 600 s of stereo at 192 kHz.
     max_decoded_bytes: int = 1024**3
+
+    def __post_init__(self) -> None:
+        # a NaN limit would compare False with every length and so silently allow any region
+        if not (math.isfinite(self.max_duration_s) and self.max_duration_s > 0):
+            raise InputError(f"the longest region allowed must be a positive number of seconds, "
+                             f"got {self.max_duration_s}")
 
 
 @dataclass
@@ -75,12 +85,17 @@ class Audio:
 
 
 def _check_region(path: Path, total: float, start: float | None, end: float | None) -> None:
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"{path.name}: region {name} {value} is not a number of seconds")
     if start is not None and start < 0:
         raise InputError(f"{path.name}: region start {start:.3f}s is negative")
+    if end is not None and end < 0:
+        raise InputError(f"{path.name}: region end {end:.3f}s is negative")
     if start is not None and start >= total:
         raise InputError(f"{path.name}: region start {start:.3f}s is past the end of the file ({total:.3f}s)")
-    if end is not None and start is not None and end <= start:
-        raise InputError(f"{path.name}: region end {end:.3f}s is not after its start {start:.3f}s")
+    if end is not None and end <= (start or 0.0):
+        raise InputError(f"{path.name}: region end {end:.3f}s is not after its start {start or 0.0:.3f}s")
     if end is not None and end > total + 1e-3:
         raise InputError(f"{path.name}: region end {end:.3f}s is past the end of the file ({total:.3f}s)")
 
@@ -134,6 +149,11 @@ def load_audio(
             f"more than the limit of {limits.max_decoded_bytes / 1e6:.0f} MB: {p}"
         )
     samples = _read_region(p, role, first, stop, info.channels)
+    got = samples.shape[1]
+    if stop - first - got > TRUNCATION_SLACK_S * info.samplerate:  # a short stem would sit out of place
+        where = (f"the audio stops at {(first + got) / info.samplerate:.3f}s" if got else
+                 f"it holds no audio from {first / info.samplerate:.3f}s on")
+        raise InputError(f"{role} file is truncated: its header says {total:.3f}s but {where}: {p}")
     sr = info.samplerate
     audio = Audio(samples, int(sr))
     if not allow_silent and audio.peak_dbfs() < SILENCE_DBFS:
@@ -163,8 +183,6 @@ def _read_region(p: Path, role: str, first: int, stop: int, channels: int) -> np
         raise
     except Exception as exc:
         raise InputError(f"{role} file is corrupt or truncated: {p} ({exc})") from exc
-    if pos == 0:
-        raise InputError(f"{role} file holds no audio in the requested region: {p}")
     return out[:, :pos]
 
 
@@ -216,6 +234,24 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = True) -> Pat
     if not overwrite and p.exists():
         raise OutputError(f"output file already exists: {p}")
     return p
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same place once links are resolved, or one inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def refuse_clash(role: str, path: Path, taken: list[tuple[str, Path]]) -> None:
+    """Refuse an output that is a file already in use, `taken` as (what it is, path): an input
+    (replacing it would destroy the take) or another output (one would overwrite the other)."""
+    for what, q in taken:
+        if _same_file(path, q):
+            raise OutputError(f"the {role} output {path} is {what}; choose another file name")
 
 
 def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = True, suffix: str = "") -> Path:

@@ -181,7 +181,9 @@ def _track_librosa(y: np.ndarray, sr: int, duration: float, beats_per_bar: int) 
         beats = drop_outlier_beats(beats, float(np.median(np.diff(beats))))
     if len(beats) >= 4:
         # least-squares slope of beat time against beat number: sub-frame tempo precision
-        index = np.round((beats - beats[0]) / float(np.median(np.diff(beats))))
+        # each interval rounded on its own: the tracker's beats sit on whole frames, so the median
+        # interval can be a frame off the true period, which rounding elapsed time would compound
+        index = np.concatenate([[0.0], np.cumsum(np.maximum(np.round(np.diff(beats) / np.median(np.diff(beats))), 1.0))])
         fitted = float(np.polyfit(index, beats, 1)[0])
         if abs(fitted - period) <= 0.1 * period:  # else the tracker drifted from its own tempo
             period = fitted

@@ -54,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
         bar.update(round(value * 100) - bar.n)
 
     try:
-        engine.load()
         outputs = run_job(
             engine, args.mix, args.prompt, args.out, params,
             midi_path=args.midi, start=args.start, end=args.end,

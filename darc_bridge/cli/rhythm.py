@@ -10,8 +10,9 @@ import argparse
 import json
 import logging
 from collections import Counter
+from pathlib import Path
 
-from darc_bridge.audio.io import check_output_path, load_audio
+from darc_bridge.audio.io import check_output_path, load_audio, refuse_clash
 from darc_bridge.errors import InputError
 from darc_bridge.rhythm.features import CLASS_NAMES, RhythmSettings
 
@@ -51,14 +52,16 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.classes <= 8:
         raise InputError(f"--classes must be between 1 and 8, got {args.classes}")
+    taken = [("the prompt file", Path(args.prompt))]
     if args.midi:
         from darc_bridge.rhythm.midi import TEMPO_RANGE
 
         if not TEMPO_RANGE[0] <= args.tempo <= TEMPO_RANGE[1]:
             raise InputError(f"--tempo must be between {TEMPO_RANGE[0]:g} and {TEMPO_RANGE[1]:g} BPM, got {args.tempo}")
-        check_output_path(args.midi)
+        refuse_clash("midi", check_output_path(args.midi), taken)
+        taken.append(("the midi output", Path(args.midi)))
     if args.plot:
-        check_output_path(args.plot)
+        refuse_clash("plot", check_output_path(args.plot), taken)
     audio = load_audio(args.prompt, role="prompt")
     features = extract_rhythm(audio, settings=RhythmSettings(n_classes=args.classes))
     if args.midi:

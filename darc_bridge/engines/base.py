@@ -102,6 +102,9 @@ class Engine(ABC):
     # How many jobs the daemon may run at once on this engine. An engine that merges concurrent
     # calls into one decode batch (DARC) gains from several; one that renders in numpy does not.
     max_concurrent_jobs: int = 1
+    # Whether a job without a prompt still plays a rhythm (the kit's grid groove) that MIDI can
+    # hold; one that does not (DARC) gets a MIDI request without a prompt refused before it runs.
+    rhythm_without_prompt: bool = True
 
     @abstractmethod
     def load(self) -> None:

@@ -210,6 +210,7 @@ class DarcEngine(Engine):
 
     name = "darc"
     max_concurrent_jobs = 4  # jobs queued together decode as rows of one batch (_Coalescer)
+    rhythm_without_prompt = False  # without a prompt the model follows no rhythm: no MIDI to write
 
     def __init__(self, checkpoint: str, device: str = "auto", warmup: bool = True,
                  threads: int | None = None, cuda_graphs: bool = True, compile: bool = False) -> None:

@@ -82,6 +82,9 @@ def _prepare(x: np.ndarray, sr: int, settings: RhythmSettings) -> np.ndarray:
         raise InputError(f"prompt is too short: {x.size / sr:.3f}s")
     if not np.all(np.isfinite(x)):
         raise InputError("prompt holds invalid samples (NaN or infinity)")
+    # a DC offset (many audio interfaces have one) steps up out of the lead-in silence and at each
+    # loop of the take: that step read as a kick at 0 s
+    x = x - np.float32(np.mean(x, dtype=np.float64))
     peak = float(np.max(np.abs(x)))
     if peak <= 0 or 20 * np.log10(peak) < SILENCE_DBFS:
         raise InputError(f"prompt is silent (peak below {SILENCE_DBFS:.0f} dBFS): nothing to follow")
