@@ -149,6 +149,33 @@ def test_cli_generate_with_the_darc_engine(checkpoint, tmp_path):
     assert sr == SR and data.shape == (mix.samples.shape[1], 2)
 
 
+def test_the_midi_of_a_full_length_prompt_has_the_songs_tempo(engine, tmp_path):
+    # the grid was estimated only for a looped prompt or quantize: a prompt as long as the region
+    # got a MIDI file at 120 BPM, which a DAW importing it by beats places wrong
+    import mido
+
+    from darc_bridge.audio import write_wav_atomic
+    from darc_bridge.pipeline import run_job
+
+    sr = 22050
+    t = np.arange(4 * sr) / sr
+    clicks = np.zeros_like(t)
+    for beat in np.arange(0, 4, 0.6):  # 100 BPM
+        i = int(beat * sr)
+        clicks[i:i + 400] = np.sin(2 * np.pi * 80 * t[:400]) * np.exp(-np.arange(400) / 80)
+    mix = Audio((0.5 * clicks + 0.05 * np.sin(2 * np.pi * 220 * t))[None].astype(np.float32), sr)
+    write_wav_atomic(tmp_path / "mix.wav", mix.samples, sr)
+    prompt = _prompt(4.0)
+    write_wav_atomic(tmp_path / "prompt.wav", prompt.samples, prompt.sample_rate)
+    result = engine.generate(mix, prompt, GenerationParams(seed=1))
+    assert result.beat_grid is not None
+    run_job(engine, tmp_path / "mix.wav", tmp_path / "prompt.wav", tmp_path / "d.wav", GenerationParams(seed=1),
+            midi_path=tmp_path / "d.mid")
+    tempo = next(m.tempo for m in mido.MidiFile(tmp_path / "d.mid").tracks[0] if m.type == "set_tempo")
+    assert mido.tempo2bpm(tempo) == pytest.approx(result.beat_grid.tempo)
+    assert abs(mido.tempo2bpm(tempo) - 120.0) > 5
+
+
 def test_beat_conditioned_checkpoint_reports_its_beat_grid(tmp_path):
     from darc_bridge.model.checkpoint import random_checkpoint, save_checkpoint
 

@@ -175,3 +175,11 @@ def test_bad_input_is_reported_before_the_engine_loads(capsys, tmp_path, materia
     monkeypatch.setattr("darc_bridge.engines.kit.KitEngine.load", lambda self: pytest.fail("the engine loaded"))
     _assert_refused(capsys, tmp_path, "--mix", str(tmp_path / "typo.wav"), match="mix file not found")
     _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--end", "99", match="past the end")
+
+
+def test_an_option_of_the_other_engine_is_refused_not_ignored(capsys, tmp_path, material):
+    # `--kit` with the darc engine (or `--checkpoint` with the kit engine) was silently ignored
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--engine", "darc", "--kit", "builtin",
+                    match="--kit picks the kit engine's drum kit")
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--checkpoint", str(tmp_path),
+                    match="--checkpoint is a DARC model; it needs --engine darc")

@@ -132,3 +132,5 @@ def test_serve_passes_its_kit_to_the_engine() -> None:
     args = build_parser().parse_args(["serve", "--kit-dir", "/k/dusty"])
     assert engine_options(args) == {"kit": "/k/dusty"}
     assert engine_options(build_parser().parse_args(["serve"])) == {}
+    with pytest.raises(InputError, match="--kit picks the kit engine's drum kit"):
+        engine_options(build_parser().parse_args(["serve", "--engine", "darc", "--kit", "FluidR3_GM"]))

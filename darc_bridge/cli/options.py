@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from darc_bridge.engines import ENGINE_NAMES, GenerationParams
+from darc_bridge.errors import InputError
 
 
 def add_generation_options(p: argparse.ArgumentParser) -> None:
@@ -45,10 +46,20 @@ def params_from_args(args: argparse.Namespace) -> GenerationParams:
     ).validate()
 
 
+def check_engine_options(args: argparse.Namespace) -> None:
+    """Refuse an option of the other engine: it would be silently ignored."""
+    if args.engine == "darc" and getattr(args, "kit", None):
+        raise InputError("--kit picks the kit engine's drum kit; the darc engine makes its own drum sound "
+                         "(drop --kit, or use --engine kit)")
+    if args.engine == "kit" and getattr(args, "checkpoint", None):
+        raise InputError("--checkpoint is a DARC model; it needs --engine darc")
+
+
 def engine_from_args(args: argparse.Namespace):
     """Build the engine the options ask for (errors name the missing piece)."""
     from darc_bridge.engines import create_engine
 
+    check_engine_options(args)
     if args.engine == "darc":
         from darc_bridge.model.shipped import default_checkpoint
 

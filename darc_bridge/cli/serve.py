@@ -66,6 +66,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def engine_options(args: argparse.Namespace) -> dict:
+    from darc_bridge.cli.options import check_engine_options
+
+    check_engine_options(args)
     if args.engine == "kit":
         return {"kit": args.kit} if args.kit else {}  # issue 14: kits
     from darc_bridge.model.shipped import default_checkpoint

@@ -365,8 +365,10 @@ class DarcEngine(Engine):
         t0 = time.perf_counter()
 
         beat_grid, beat = None, None
-        # The grid also keeps a looped prompt in time with the song and serves `quantize`.
-        if cfg.beat_conditioning or (prompt is not None and (prompt.duration < mix.duration or params.quantize > 0)):
+        # The grid also keeps a looped prompt in time with the song, serves `quantize` and gives the
+        # MIDI file of the played rhythm the song's tempo (a DAW that imports it by beats places it
+        # right); a fraction of a second against the generation.
+        if cfg.beat_conditioning or prompt is not None:
             from darc_bridge.beat.tracking import estimate_beat_grid
 
             progress("beats", 0.0)

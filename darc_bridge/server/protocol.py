@@ -212,7 +212,7 @@ def parse_options(
     if "name" in out and not NAME_RE.match(out["name"]):
         raise ProtocolError(
             "bad_request",
-            "name must be 1-120 characters of letters, digits, space, '.', '_' or '-', "
+            "name must be 1-120 characters of ASCII letters, digits, space, '.', '_' or '-', "
             "not starting with '.', '-' or a space",
             job_id,
         )
