@@ -304,3 +304,12 @@ def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(cpu_model):
         b = batch.decode_step(seq[2:, :, 39:40], last, None, attend=40)
         assert torch.equal(a, b[:3])
 
+
+
+def test_groups_that_do_not_cover_the_batch_are_refused(cpu_model):
+    decoder = Decoder(cpu_model)
+    for groups in ((2, 3), (4, 0), (5,)):
+        with pytest.raises(ValueError, match="do not split the batch of 4 rows"):
+            decoder.session(4, 10, groups)
+    assert decoder.session(4, 10, (2, 2)).spans == [(0, 2), (2, 4)]
+    assert decoder.session(4, 10, (4,)).spans is None

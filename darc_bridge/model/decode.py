@@ -175,10 +175,10 @@ def _spans(groups: tuple[int, ...] | None, rows: int) -> list[tuple[int, int]] |
     """Row ranges of `groups` (None: the batch is one group)."""
     if groups is None or len(groups) <= 1:
         if groups is not None and sum(groups) != rows:
-            raise ValueError(f"groups {groups} do not add up to {rows} rows")
+            raise ValueError(f"groups {groups} do not split the batch of {rows} rows into jobs")
         return None
     if sum(groups) != rows or min(groups) < 1:
-        raise ValueError(f"groups {groups} do not add up to {rows} rows")
+        raise ValueError(f"groups {groups} do not split the batch of {rows} rows into jobs")
     ends = [sum(groups[:i + 1]) for i in range(len(groups))]
     return list(zip([0] + ends[:-1], ends, strict=True))
 
