@@ -30,3 +30,11 @@ def test_stress_table_runs_and_its_figures_are_sane(capsys):
         assert 0.5 < ours <= 1.0 and 0.0 <= base <= 1.0, cond  # nothing collapsed, nothing out of range
     assert rows["one sound"][3] == "-" and rows["one sound"][4] == "-"  # one sound has no classes to score
     assert figures["phone 8k"][1] > 0.8  # the baseline hears the 8 kHz take at 22.05 kHz, as the extractor does
+
+
+def test_stress_scores_tune_takes_for_decisions():
+    from darc_bridge.bench.rhythm import evaluate_stress
+
+    scores = evaluate_stress(9, 1, ("control",), split="tune")["control"]
+    assert len(scores) == 1 and scores[0].case.split == "tune" and scores[0].case.tier == "clean"
+    assert 0.5 < scores[0].onset_f1 <= 1.0

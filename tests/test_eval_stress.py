@@ -12,9 +12,9 @@ from darc_bridge.eval.stress import (
     agc,
     build_stress_take,
     drift_warp,
+    ogg_roundtrip,
     stress_cases,
     swing_warp,
-    vorbis_roundtrip,
 )
 from darc_bridge.eval.takes import _hydrogen_kits, _kit_layers, build_take
 from darc_bridge.kits import read_drumkit
@@ -31,21 +31,29 @@ def test_cases_are_clean_held_out_and_rotate_prompt_types():
         stress_cases(9, 0)
     with pytest.raises(ValueError, match="unknown stress condition"):
         build_stress_take("underwater", cases[0])
+    tune = stress_cases(9, 6, "tune")
+    assert all(c.split == "tune" and c.tier == "clean" for c in tune)
+    assert [c.prompt_type for c in tune] == [c.prompt_type for c in cases]
 
 
 def test_voices_and_sounds_are_in_neither_split():
     used = {v for names in ESPEAK_VOICES.values() for v in names}
-    for voice in STRESS_VOICES:
-        lang, variant = voice.split("+")
-        assert lang not in {u.split("+")[0] for u in used} and not lang.startswith("en")
-        assert variant not in {u.split("+")[1] for u in used}
-    for kit, instrument in ONE_SOUNDS:
-        if kit != "sox":
-            assert kit in HYDROGEN_KITS["held_out"]
-            played = {path for layers in _kit_layers(kit) for path, _, _ in layers}
-            inst = next(i for i in read_drumkit(_hydrogen_kits()[kit]).instruments if i.name == instrument)
-            ours = {str(la.path) for la in inst.layers}
-            assert ours and not ours & played  # never one of the takes' kick, snare, hat samples
+    for voices in STRESS_VOICES.values():
+        for voice in voices:
+            lang, variant = voice.split("+")
+            assert lang not in {u.split("+")[0] for u in used} and not lang.startswith("en")
+            assert variant not in {u.split("+")[1] for u in used}
+    langs = {s: {v.split("+")[0] for v in vs} for s, vs in STRESS_VOICES.items()}
+    variants = {s: {v.split("+")[1] for v in vs} for s, vs in STRESS_VOICES.items()}
+    assert not langs["tune"] & langs["held_out"] and not variants["tune"] & variants["held_out"]
+    for split, sounds in ONE_SOUNDS.items():
+        for kit, instrument in sounds:
+            if kit != "sox":
+                assert kit in HYDROGEN_KITS[split]
+                played = {path for layers in _kit_layers(kit) for path, _, _ in layers}
+                inst = next(i for i in read_drumkit(_hydrogen_kits()[kit]).instruments if i.name == instrument)
+                ours = {str(la.path) for la in inst.layers}
+                assert ours and not ours & played  # never one of the takes' kick, snare, hat samples
 
 
 def test_drift_wanders_five_percent_and_swing_delays_the_offbeat():
@@ -74,12 +82,17 @@ def test_agc_ducks_what_follows_a_loud_hit_and_lifts_the_quiet():
     assert np.max(np.abs(y[seg])) < 0.5 * np.max(np.abs(y_alone[seg]))  # ducked after the loud burst
 
 
-def test_vorbis_roundtrip_keeps_the_length_and_changes_the_signal():
+@pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
+def test_ogg_roundtrip_keeps_the_length_and_time_and_changes_the_signal(subtype):
     sr = 16000
-    x = (0.3 * np.random.default_rng(0).standard_normal(sr)).astype(np.float32)
-    y = vorbis_roundtrip(x, sr)
+    x = np.zeros(sr, dtype=np.float32)
+    x[4000:4400] = 0.5 * np.random.default_rng(0).standard_normal(400)  # a burst at 0.25 s
+    y = ogg_roundtrip(x, sr, 1.0 if subtype == "VORBIS" else 0.95, subtype)
     assert y.shape == x.shape and np.all(np.isfinite(y))
-    assert 0.01 < np.sqrt(np.mean((y - x) ** 2)) / np.sqrt(np.mean(x**2)) < 1.0
+    err = np.sqrt(np.mean((y - x) ** 2)) / np.sqrt(np.mean(x**2))
+    assert 0.01 < err < 1.0
+    lag = int(np.argmax(np.correlate(y, x, "full"))) - (x.size - 1)
+    assert lag == 0  # no codec delay: training labels stay on the hits
 
 
 def test_build_take_overrides_leave_the_other_draws_alone():
@@ -108,7 +121,7 @@ def test_each_condition_is_applied():
     assert np.isclose(swing.max(), grid_step / 3, atol=2e-3)  # offbeat 8ths a triplet 16th late
     assert takes["60 BPM"].bpm == 60.0 and takes["180 BPM"].bpm == 180.0
     assert takes["phone 8k"].sample_rate == 8000 and takes["laptop 16k"].sample_rate == 16000
-    assert takes["new voices"].source in STRESS_VOICES and takes["new voices"].case.prompt_type == "vocal"
+    assert takes["new voices"].source in STRESS_VOICES["held_out"] and takes["new voices"].case.prompt_type == "vocal"
     one = takes["one sound"]
     assert {o.cls for o in one.truth} == {1} and ": " in one.source
     assert len(one.truth) == len({o.time for o in control.truth})
@@ -118,6 +131,15 @@ def test_each_condition_is_applied():
     quiet = takes["quiet 6 dB SNR"].audio
     assert np.max(np.abs(quiet)) < 10 ** (-40 / 20)
     assert np.mean(np.abs(takes["clipped"].audio) >= 0.999) > 0.01
+
+
+@pytest.mark.slow
+def test_tune_stress_takes_hear_tune_voices_and_sounds():
+    case = stress_cases(9, 1, "tune")[0]
+    voice = build_stress_take("new voices", case, 1)
+    one = build_stress_take("one sound", case, 0)
+    assert voice.source == STRESS_VOICES["tune"][1] and voice.case.split == "tune"
+    assert one.source == ": ".join(ONE_SOUNDS["tune"][0])
 
 
 def test_sox_taps_are_repeatable():

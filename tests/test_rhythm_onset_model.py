@@ -80,8 +80,8 @@ def test_training_is_deterministic_and_writes_a_loadable_model(tmp_path, monkeyp
     import darc_bridge.eval.takes as takes
 
     monkeypatch.setattr(takes, "TAKE_S", 2.5)  # a tiny set: the path, not the accuracy
-    a = onset_model.train(n_per_type=1, seed=3, hidden=4, out=tmp_path / "a.json")
-    onset_model.train(n_per_type=1, seed=3, hidden=4, out=tmp_path / "b.json")
+    a = onset_model.train(n_per_type=1, seed=3, hidden=4, out=tmp_path / "a.json", codec_share=0.5)
+    onset_model.train(n_per_type=1, seed=3, hidden=4, out=tmp_path / "b.json", codec_share=0.5)
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     back = onset_model.load_model(str(tmp_path / "a.json"))
     assert np.allclose(back.w1, a.w1, atol=1e-6) and back.w2.shape == (4, 4)
@@ -96,3 +96,13 @@ def test_fast_path_equals_the_context_matrix_path():
     fast = model.predict_base(onset_model.base_features(y22))
     np.testing.assert_allclose(fast, slow, atol=1e-4)
     assert slow[:, 0].max() > 0.5
+
+
+def test_voice_path_draws_the_same_whatever_the_share():
+    x = _place([(0.2, 0, 0.9), (0.45, 2, 0.7), (0.7, 1, 0.8)], 1.2)
+    skip, take = np.random.default_rng(4), np.random.default_rng(4)
+    assert onset_model._voice_path(x, SAMPLE_RATE, skip, 0, 0.0) is None
+    y, rate = onset_model._voice_path(x, SAMPLE_RATE, take, 0, 1.0)
+    assert skip.random() == take.random()  # the stream moved on alike: the share changes no other draw
+    assert rate in (8000, 16000) and abs(y.size - x.size * rate / SAMPLE_RATE) <= 1
+    assert np.all(np.isfinite(y)) and np.max(np.abs(y)) > 0.01

@@ -31,6 +31,7 @@ import numpy as np
 from darc_bridge.bench.common import BenchRow, run_isolated
 from darc_bridge.eval.onsets import class_f1, kmeans_classes, librosa_onsets, onset_f1
 from darc_bridge.eval.takes import PROMPT_TYPES, TIERS, Take, TakeCase, build_take, take_cases
+from darc_bridge.kits.splits import Split
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +171,14 @@ def cases() -> list[BenchRow]:
 STRESS_FIELDS = ("onset_f1", "librosa_f1", "class_f1", "kmeans_f1")
 
 
-def evaluate_stress(seed: int, n: int, conditions: tuple[str, ...] | None = None) -> dict[str, list[TakeScore]]:
-    """Scores per stress condition (darc_bridge.eval.stress) on the same `n` clean held-out cases;
+def evaluate_stress(seed: int, n: int, conditions: tuple[str, ...] | None = None,
+                    split: Split = "held_out") -> dict[str, list[TakeScore]]:
+    """Scores per stress condition (darc_bridge.eval.stress) on the same `n` clean cases of `split`
+    (held-out for reports; tune for choosing between models, which the command line refuses);
     no stems. A one-sound take has no kick/snare/hat truth: its class figures are NaN."""
     from darc_bridge.eval.stress import CONDITIONS, build_stress_take, stress_cases
 
-    base = stress_cases(seed, n)
+    base = stress_cases(seed, n, split)
     out: dict[str, list[TakeScore]] = {}
     for cond in conditions or CONDITIONS:
         scores = []

@@ -4,7 +4,8 @@ Why: the extractor was tuned on the `tune` split and is reported on `held_out`, 
 from one recipe (dry or roomy takes at 80-180 BPM on a steady 16th grid, espeak voices en/de/es/
 fr/it/nl/pt, kick/snare/hat sounds). A user beatboxes along with the song on a laptop, on a phone,
 drifts and swings, speaks another language, taps a pen. Each condition here takes the same clean
-held-out cases (never a tune source) and changes one thing, so its gap to `control` is what that
+cases of one split (held-out for reports; tune, with voices and sounds of its own, for choices
+such as a retrain of the onset model) and changes one thing, so its gap to `control` is what that
 one thing costs:
 
 - `bed -12 dB`, `bed -6 dB`: the song (the take's own drumless mix, through a laptop speaker: no
@@ -16,14 +17,15 @@ one thing costs:
 - `drift 5%`: the player's tempo wanders between 0.95x and 1.05x the song's over the take;
   `swing`: triplet-swung 8ths; `60 BPM`, `180 BPM`: tempos at and past the splits' edges;
 - `new voices`: vocal takes spoken by espeak-ng voices whose language and variant neither split
-  uses (`STRESS_VOICES`);
-- `one sound`: every hit one sound: pieces the held-out kits' takes never play (rim click,
-  cowbell, agogo, stick, a tom) and a sox-made pen and table tap; scored on onsets only;
+  uses (`STRESS_VOICES`, a set of its own per split);
+- `one sound`: every hit one sound: pieces the split's kits' takes never play (held out: rim
+  click, cowbell, agogo, stick, a tom) and a sox-made pen and table tap; scored on onsets only;
 - `quiet 6 dB SNR`: the take at -45 dBFS peak under pink noise at 6 dB SNR, 16-bit;
 - `clipped`: the take recorded 15 dB too hot, hard-clipped.
 
-Public API: `CONDITIONS`, `stress_cases(seed, n)`, `build_stress_take(condition, case)`; the
-rhythm benchmark scores them (`python -m darc_bridge.bench.rhythm --stress`).
+Public API: `CONDITIONS`, `stress_cases(seed, n, split)`, `build_stress_take(condition, case)`,
+`mic_chain`; the rhythm benchmark scores them (`python -m darc_bridge.bench.rhythm --stress`,
+held-out only; `bench.rhythm.evaluate_stress(..., split="tune")` for decisions).
 """
 
 from __future__ import annotations
@@ -53,34 +55,46 @@ from darc_bridge.eval.takes import (
     take_cases,
 )
 from darc_bridge.kits import read_drumkit
+from darc_bridge.kits.splits import Split
 from darc_bridge.rhythm.features import Onset
 
 CONDITIONS = ("control", "bed -12 dB", "bed -6 dB", "phone 8k", "laptop 16k", "drift 5%", "swing",
               "60 BPM", "180 BPM", "new voices", "one sound", "quiet 6 dB SNR", "clipped")
 # Languages and variants in neither split (splits.ESPEAK_VOICES: en, en-us, de, es, fr, it, nl, pt;
-# variants m1-m5, f1-f4); each speaks every syllable of takes.SYLLABLES in under 0.35 s.
-STRESS_VOICES = ("ru+m6", "pl+f5", "sv+m7", "hi+klatt", "tr+croak", "cs+whisper", "el+m8", "fi+Andy")
-# (held-out kit, instrument) the held-out takes never play (takes._kit_layers picks other instruments).
-ONE_SOUNDS = (("Forzee Stereo Drumkit", "Rim Click (Pearl Free Floating Maple 14x3.5)"),
-              ("The Black Pearl 1.0", "Cowbell"), ("Forzee Stereo Drumkit", "Agogo High (Pearl ECB-23)"),
-              ("Audiophob", "Cowbell"), ("Forzee Stereo Drumkit", "Stick"), ("VariBreaks", "VariBreaks Tom Hi"),
-              ("sox", "pen"), ("sox", "table"))
+# variants m1-m5, f1-f4), the two sets disjoint in both; each speaks every syllable of
+# takes.SYLLABLES in under 0.35 s. Tune stress takes never hear the held-out set.
+STRESS_VOICES: dict[Split, tuple[str, ...]] = {
+    "held_out": ("ru+m6", "pl+f5", "sv+m7", "hi+klatt", "tr+croak", "cs+whisper", "el+m8", "fi+Andy"),
+    "tune": ("uk+klatt2", "hu+whisperf", "sk+steph", "bg+Alex", "ca+edward", "da+klatt4", "hr+Gene", "mk+norbert"),
+}
+# (kit of the split, instrument) the split's takes never play (takes._kit_layers picks other instruments).
+ONE_SOUNDS: dict[Split, tuple[tuple[str, str], ...]] = {
+    "held_out": (("Forzee Stereo Drumkit", "Rim Click (Pearl Free Floating Maple 14x3.5)"),
+                 ("The Black Pearl 1.0", "Cowbell"), ("Forzee Stereo Drumkit", "Agogo High (Pearl ECB-23)"),
+                 ("Audiophob", "Cowbell"), ("Forzee Stereo Drumkit", "Stick"), ("VariBreaks", "VariBreaks Tom Hi"),
+                 ("sox", "pen"), ("sox", "table")),
+    "tune": (("Millo_MultiLayered2", "Stick"), ("Millo-Drums_v.1", "Cowbell"), ("ColomboAcousticDrumkit", "ride-cup"),
+             ("rumpf_kit_z01_gm", "g#4 - cowbell"), ("ElectricEmpireKit", "Click"), ("Millo_MultiLayered3", "Tom Hi"),
+             ("sox", "pen"), ("sox", "table")),
+}
 # sox recipes: a pen tip on a desk (a short bright tick), a knuckle on a table (a dull thud).
 SOX_TAPS = {"pen": ["synth", "0.03", "whitenoise", "highpass", "2500", "lowpass", "7000",
                     "fade", "h", "0.0005", "0.03", "0.028"],
             "table": ["synth", "0.12", "brownnoise", "lowpass", "700", "highpass", "90",
                       "fade", "p", "0.001", "0.12", "0.11"]}
+# (band in Hz, rate): a phone call's narrowband (G.711/AMR-NB) and a laptop's wideband voice path (G.722, AMR-WB, Opus VoIP).
+MICS = {"phone 8k": ((300.0, 3400.0), 8000), "laptop 16k": ((100.0, 7000.0), 16000)}
 MIC_SNR_DB = 40.0  # a phone or laptop mic's self-noise under the take, which the AGC lifts between hits
 CLIP_DB = 15.0  # how much too hot the clipped take is recorded: most hits are flattened
 QUIET_PEAK_DBFS = -45.0  # a take whispered far from the mic: 25 dB under a normal take's peak
 
 
-def stress_cases(seed: int, n: int) -> list[TakeCase]:
-    """`n` clean held-out cases, prompt types in turn (kit, gm, vocal, synth, kit, ...)."""
+def stress_cases(seed: int, n: int, split: Split = "held_out") -> list[TakeCase]:
+    """`n` clean cases of `split`, prompt types in turn (kit, gm, vocal, synth, kit, ...)."""
     if n < 1:
         raise ValueError(f"need at least one take per condition, got {n}")
     per_type = -(-n // len(PROMPT_TYPES))
-    cases = take_cases(seed, "held_out", per_type, tiers=("clean",))
+    cases = take_cases(seed, split, per_type, tiers=("clean",))
     by_type = [cases[i * per_type:(i + 1) * per_type] for i in range(len(PROMPT_TYPES))]
     return [by_type[i % len(PROMPT_TYPES)][i // len(PROMPT_TYPES)] for i in range(n)]
 
@@ -125,23 +139,27 @@ def agc(x: np.ndarray, sr: int, target_dbfs: float = -20.0, max_gain_db: float =
     return np.clip(x * gain, -1.0, 1.0)
 
 
-def vorbis_roundtrip(x: np.ndarray, sr: int) -> np.ndarray:
-    """Through OGG/Vorbis at libsndfile's lowest quality (compression level 1) and back, in memory.
-    The harshest setting on purpose: at level 0.8 the extractor lost nothing (docs/rhythm.md)."""
+def ogg_roundtrip(x: np.ndarray, sr: int, level: float = 1.0, subtype: str = "VORBIS") -> np.ndarray:
+    """Through OGG (`subtype` VORBIS or OPUS) at libsndfile compression `level` (1: its lowest
+    quality) and back, in memory, at the same length. The stress chain uses Vorbis at level 1, the
+    harshest setting on purpose: at level 0.8 the extractor lost nothing (docs/rhythm.md)."""
     buf = io.BytesIO()
-    sf.write(buf, np.asarray(x, dtype=np.float32), sr, format="OGG", subtype="VORBIS", compression_level=1.0)
+    sf.write(buf, np.asarray(x, dtype=np.float32), sr, format="OGG", subtype=subtype, compression_level=level)
     buf.seek(0)
     y, _ = sf.read(buf, dtype="float32")
     return y[: x.size] if y.size >= x.size else np.pad(y, (0, x.size - y.size))
 
 
-def mic_chain(x: np.ndarray, sr: int, band_hz: tuple[float, float], out_sr: int, seed: int) -> np.ndarray:
-    """A phone or laptop mic: self-noise, its band, AGC, its rate, a lossy codec."""
+def mic_chain(x: np.ndarray, sr: int, band_hz: tuple[float, float], out_sr: int, seed: int, *,
+              pump: bool = True, level: float = 1.0, subtype: str = "VORBIS") -> np.ndarray:
+    """A phone or laptop mic: self-noise, its band, AGC (`pump`), its rate, a lossy codec (`level`,
+    `subtype` as in `ogg_roundtrip`). The onset model's training draws these (rhythm.onset_model)."""
     y = add_noise(x, MIC_SNR_DB, seed=seed, color="pink").astype(np.float64)
     y = sosfilt(butter(4, [band_hz[0] / (sr / 2), band_hz[1] / (sr / 2)], btype="band", output="sos"), y)
-    y = agc(y, sr)
+    if pump:
+        y = agc(y, sr)
     y = librosa.resample(y, orig_sr=sr, target_sr=out_sr, res_type="soxr_hq")
-    return vorbis_roundtrip(y, out_sr)
+    return ogg_roundtrip(y, out_sr, level, subtype)
 
 
 def with_bed(take: Take, rel_db: float) -> np.ndarray:
@@ -186,7 +204,8 @@ def _one_sound_shots(kit: str, instrument: str, sr: int) -> list[tuple[np.ndarra
 def one_sound_take(case: TakeCase, index: int) -> Take:
     """The case's rhythm (each distinct hit time once, at its strongest) played with one sound."""
     base = build_take(replace(case, prompt_type="kit"))
-    kit, instrument = ONE_SOUNDS[index % len(ONE_SOUNDS)]
+    sounds = ONE_SOUNDS[case.split]
+    kit, instrument = sounds[index % len(sounds)]
     layers = _one_sound_shots(kit, instrument, base.sample_rate)
     hits: dict[float, float] = {}
     for o in base.truth:
@@ -209,7 +228,8 @@ def build_stress_take(condition: str, case: TakeCase, index: int = 0) -> Take:
     if condition == "one sound":
         take = one_sound_take(case, index)
     elif condition == "new voices":
-        take = build_take(replace(case, prompt_type="vocal"), source=STRESS_VOICES[index % len(STRESS_VOICES)])
+        voices = STRESS_VOICES[case.split]
+        take = build_take(replace(case, prompt_type="vocal"), source=voices[index % len(voices)])
     elif condition in ("60 BPM", "180 BPM"):
         take = build_take(case, bpm=float(condition.split()[0]))
     elif condition in ("swing", "drift 5%"):
@@ -233,7 +253,7 @@ def _degrade(condition: str, take: Take, seed: int) -> dict:
     elif condition.startswith("bed"):
         y = with_bed(take, float(condition.split()[1]))
     elif condition in ("phone 8k", "laptop 16k"):
-        band, sr = ((300.0, 3400.0), 8000) if condition == "phone 8k" else ((100.0, 7000.0), 16000)
+        band, sr = MICS[condition]
         y = mic_chain(x, take.sample_rate, band, sr, seed)
     elif condition == "quiet 6 dB SNR":
         y = add_noise(x * 10 ** (QUIET_PEAK_DBFS / 20.0) / np.max(np.abs(x)), 6.0, seed=seed, color="pink")
