@@ -14,7 +14,7 @@ from pathlib import Path
 
 from darc_bridge.audio.io import check_output_path, load_audio, refuse_clash
 from darc_bridge.errors import InputError
-from darc_bridge.rhythm.features import CLASS_NAMES, RhythmSettings
+from darc_bridge.rhythm.features import CLASS_NAMES, RhythmSettings, check_prompt_length
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         refuse_clash("plot", check_output_path(args.plot), taken)
     audio = load_audio(args.prompt, role="prompt")
+    check_prompt_length(audio.duration)  # what `generate` refuses is no rhythm to show
     features = extract_rhythm(audio, settings=RhythmSettings(n_classes=args.classes))
     if args.midi:
         from darc_bridge.rhythm.midi import write_midi_atomic
