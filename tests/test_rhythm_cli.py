@@ -136,3 +136,14 @@ def test_a_prompt_too_short_for_generate_is_refused_the_same_way(tmp_path, capsy
     assert main(["generate", "--mix", str(mix), "--prompt", str(blip), "--out", str(tmp_path / "d.wav"),
                  "--quiet"]) == 2
     assert _error_line(capsys) == rhythm_line
+
+
+def test_max_duration_sets_the_longest_prompt_as_in_generate(prompt, capsys):
+    # the "too long" error said to raise the limit, but `rhythm` had no option for it
+    path, _ = prompt
+    assert main(["rhythm", str(path), "--json", "--max-duration", "2"]) == 2
+    assert "prompt is too long" in (line := _error_line(capsys)) and "limit of 2s" in line
+    assert main(["rhythm", str(path), "--json", "--max-duration", "nan"]) == 2
+    assert "positive number of seconds" in _error_line(capsys)
+    assert main(["rhythm", str(path), "--json", "--max-duration", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["duration"] == pytest.approx(4.0)
