@@ -30,10 +30,10 @@ from darc_bridge.engines import (
 from darc_bridge.engines.stems import STEM_PIECES, STEMS_MODES
 from darc_bridge.errors import InputError, OutputError
 from darc_bridge.outputs import OutputFile, OutputFolder, Planned, commit_outputs
+from darc_bridge.rhythm.features import check_prompt_length
 
 log = logging.getLogger(__name__)
 
-MIN_PROMPT_S = 0.25  # shorter than this holds no rhythm worth following
 NO_RHYTHM_FOR_MIDI = ("no rhythm to write as MIDI: this engine followed none (the darc engine needs a prompt for "
                       "that); give a prompt or ask for no MIDI")
 
@@ -72,10 +72,7 @@ def load_inputs(
     prompt = None
     if prompt_path:
         prompt = load_audio(prompt_path, role="prompt", limits=limits)
-        if prompt.duration < MIN_PROMPT_S:
-            raise InputError(
-                f"prompt is too short to hold a rhythm: {prompt.duration:.2f}s (at least {MIN_PROMPT_S}s needed)"
-            )
+        check_prompt_length(prompt.duration)
         if prompt.duration > mix.duration * 1.05:
             log.info("prompt (%.1fs) is longer than the region (%.1fs): its rhythm is cut at the region's end",
                      prompt.duration, mix.duration)

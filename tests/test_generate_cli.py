@@ -183,3 +183,10 @@ def test_an_option_of_the_other_engine_is_refused_not_ignored(capsys, tmp_path, 
                     match="--kit picks the kit engine's drum kit")
     _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), "--checkpoint", str(tmp_path),
                     match="--checkpoint is a DARC model; it needs --engine darc")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_parameter_that_is_not_finite_says_so(capsys, tmp_path, material, value):
+    # read "temperature must be a number, got the number nan"
+    _assert_refused(capsys, tmp_path, "--mix", str(material / "mix.wav"), f"--temperature={value}",
+                    match=f"temperature must be a finite number, got {value}")

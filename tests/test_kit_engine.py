@@ -397,3 +397,17 @@ def test_a_looped_take_stays_on_the_songs_downbeats():
     assert len(kicks) == 10
     offsets = [np.min(np.abs(np.asarray(downbeats) - k)) for k in kicks]
     assert max(offsets) < 0.05, offsets
+
+
+def test_a_region_shorter_than_the_takes_lead_in_says_the_hits_are_outside_it(engine: KitEngine, caplog) -> None:
+    # said "no hits found in the prompt" although the take has hits, all after the 1 s region
+    hits = [Onset(1.5 + 0.25 * k, k % 3, 1.0) for k in range(6)]
+    prompt = Audio(synth_prompt(hits, 3.0, SR, "tap", seed=4)[None, :], SR)
+    mix, _, _ = synth_drumless_mix(1.0, bpm=BPM, sample_rate=SR, seed=5)
+    with caplog.at_level("WARNING", logger="darc_bridge.engines.kit"):
+        res = engine.generate(Audio(mix, SR), prompt, GenerationParams(temperature=0))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("the prompt has 6 hits, but none in the part of it that plays over the 1s region")
+    assert "its first hit is at 1.5" in warnings[0] and "beat grid instead" in warnings[0]
+    assert res.stem.shape[-1] == SR

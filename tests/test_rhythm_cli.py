@@ -122,3 +122,28 @@ def test_an_output_on_the_take_or_on_the_other_output_is_refused(prompt, tmp_pat
     assert main(["rhythm", str(take), "--midi", str(both), "--plot", str(both)]) == 2
     assert "is the midi output" in _error_line(capsys)
     assert take.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["take.wav"]
+
+
+def test_a_prompt_too_short_for_generate_is_refused_the_same_way(tmp_path, capsys):
+    # `rhythm` showed onsets for a 0.1 s blip that `generate` refuses: it shows what the engines follow
+    blip = tmp_path / "blip.wav"
+    sf.write(blip, 0.5 * np.ones(2205, np.float32), 22050)
+    assert main(["rhythm", str(blip), "--json"]) == 2
+    rhythm_line = _error_line(capsys)
+    assert "prompt is too short to hold a rhythm: 0.10s (at least 0.25s needed)" in rhythm_line
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, 0.1 * np.sin(np.arange(22050 * 2) * 0.05).astype(np.float32), 22050)
+    assert main(["generate", "--mix", str(mix), "--prompt", str(blip), "--out", str(tmp_path / "d.wav"),
+                 "--quiet"]) == 2
+    assert _error_line(capsys) == rhythm_line
+
+
+def test_max_duration_sets_the_longest_prompt_as_in_generate(prompt, capsys):
+    # the "too long" error said to raise the limit, but `rhythm` had no option for it
+    path, _ = prompt
+    assert main(["rhythm", str(path), "--json", "--max-duration", "2"]) == 2
+    assert "prompt is too long" in (line := _error_line(capsys)) and "limit of 2s" in line
+    assert main(["rhythm", str(path), "--json", "--max-duration", "nan"]) == 2
+    assert "positive number of seconds" in _error_line(capsys)
+    assert main(["rhythm", str(path), "--json", "--max-duration", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["duration"] == pytest.approx(4.0)

@@ -84,20 +84,27 @@ class Audio:
         return -np.inf if peak <= 0 else 20.0 * np.log10(peak)
 
 
+def seconds(v: float) -> str:
+    """A time for a message: to the millisecond without trailing zeros (2s, 1.5s, 0.004s), and
+    short however large (`--start 1e308` reads 1e+308s, not 309 digits)."""
+    r = round(v, 3)
+    return f"{r if r or not v else v:.10g}s"  # a time under 1 ms is not shown as 0s
+
+
 def _check_region(path: Path, total: float, start: float | None, end: float | None) -> None:
     for name, value in (("start", start), ("end", end)):
         if value is not None and not math.isfinite(value):
             raise InputError(f"{path.name}: region {name} {value} is not a number of seconds")
     if start is not None and start < 0:
-        raise InputError(f"{path.name}: region start {start:.3f}s is negative")
+        raise InputError(f"{path.name}: region start {seconds(start)} is negative")
     if end is not None and end < 0:
-        raise InputError(f"{path.name}: region end {end:.3f}s is negative")
+        raise InputError(f"{path.name}: region end {seconds(end)} is negative")
     if start is not None and start >= total:
-        raise InputError(f"{path.name}: region start {start:.3f}s is past the end of the file ({total:.3f}s)")
+        raise InputError(f"{path.name}: region start {seconds(start)} is past the end of the file ({seconds(total)})")
     if end is not None and end <= (start or 0.0):
-        raise InputError(f"{path.name}: region end {end:.3f}s is not after its start {start or 0.0:.3f}s")
+        raise InputError(f"{path.name}: region end {seconds(end)} is not after its start {seconds(start or 0.0)}")
     if end is not None and end > total + 1e-3:
-        raise InputError(f"{path.name}: region end {end:.3f}s is past the end of the file ({total:.3f}s)")
+        raise InputError(f"{path.name}: region end {seconds(end)} is past the end of the file ({seconds(total)})")
 
 
 def load_audio(
@@ -136,11 +143,11 @@ def load_audio(
     e = total if end is None else min(end, total)
     if e - s > limits.max_duration_s:
         raise InputError(
-            f"{role} is too long: {e - s:.1f}s exceeds the limit of {limits.max_duration_s:.0f}s "
+            f"{role} is too long: {seconds(e - s)} exceeds the limit of {seconds(limits.max_duration_s)} "
             f"(select a shorter region or raise the limit)"
         )
     if e - s < limits.min_duration_s:
-        raise InputError(f"{role} is too short: {e - s:.3f}s (at least {limits.min_duration_s:.2f}s needed)")
+        raise InputError(f"{role} is too short: {seconds(e - s)} (at least {seconds(limits.min_duration_s)} needed)")
     first, stop = int(round(s * info.samplerate)), int(round(e * info.samplerate))
     decoded = (stop - first) * info.channels * 4
     if decoded > limits.max_decoded_bytes:
@@ -151,9 +158,9 @@ def load_audio(
     samples = _read_region(p, role, first, stop, info.channels)
     got = samples.shape[1]
     if stop - first - got > TRUNCATION_SLACK_S * info.samplerate:  # a short stem would sit out of place
-        where = (f"the audio stops at {(first + got) / info.samplerate:.3f}s" if got else
-                 f"it holds no audio from {first / info.samplerate:.3f}s on")
-        raise InputError(f"{role} file is truncated: its header says {total:.3f}s but {where}: {p}")
+        where = (f"the audio stops at {seconds((first + got) / info.samplerate)}" if got else
+                 f"it holds no audio from {seconds(first / info.samplerate)} on")
+        raise InputError(f"{role} file is truncated: its header says {seconds(total)} but {where}: {p}")
     sr = info.samplerate
     audio = Audio(samples, int(sr))
     if not allow_silent and audio.peak_dbfs() < SILENCE_DBFS:

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "X.snare.wav, X.hats.wav, X.toms.wav, X.cymbals.wav); kit engine (default %(default)s)")
     p.add_argument("--start", type=float, default=None, help="region start in the mix, seconds")
     p.add_argument("--end", type=float, default=None, help="region end in the mix, seconds")
-    p.add_argument("--max-duration", type=float, default=600.0, help="refuse regions longer than this (seconds)")
+    p.add_argument("--max-duration", type=float, default=AudioLimits.max_duration_s,
+                   help="refuse regions longer than this (seconds)")
     add_generation_options(p)
     add_engine_options(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")

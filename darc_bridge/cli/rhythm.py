@@ -12,9 +12,9 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from darc_bridge.audio.io import check_output_path, load_audio, refuse_clash
+from darc_bridge.audio.io import AudioLimits, check_output_path, load_audio, refuse_clash
 from darc_bridge.errors import InputError
-from darc_bridge.rhythm.features import CLASS_NAMES, RhythmSettings
+from darc_bridge.rhythm.features import CLASS_NAMES, RhythmSettings, check_prompt_length
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="number of timbre classes, 1..8 (default: %(default)s: kick, snare, hat)")
     p.add_argument("--tempo", type=float, default=120.0, metavar="BPM",
                    help="tempo written into the MIDI file (default: %(default)s)")
+    p.add_argument("--max-duration", type=float, default=AudioLimits.max_duration_s, metavar="SECONDS",
+                   help="refuse prompts longer than this, as generate does (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     p.set_defaults(func=run)
 
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.classes <= 8:
         raise InputError(f"--classes must be between 1 and 8, got {args.classes}")
+    limits = AudioLimits(max_duration_s=args.max_duration)  # a NaN or negative limit is refused here
     taken = [("the prompt file", Path(args.prompt))]
     if args.midi:
         from darc_bridge.rhythm.midi import TEMPO_RANGE
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         taken.append(("the midi output", Path(args.midi)))
     if args.plot:
         refuse_clash("plot", check_output_path(args.plot), taken)
-    audio = load_audio(args.prompt, role="prompt")
+    audio = load_audio(args.prompt, role="prompt", limits=limits)
+    check_prompt_length(audio.duration)  # what `generate` refuses is no rhythm to show
     features = extract_rhythm(audio, settings=RhythmSettings(n_classes=args.classes))
     if args.midi:
         from darc_bridge.rhythm.midi import write_midi_atomic

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from darc_bridge.audio.io import Audio
+from darc_bridge.audio.io import Audio, seconds
 from darc_bridge.beat.grid import BeatGrid
 from darc_bridge.beat.tracking import METHODS, estimate_beat_grid
 from darc_bridge.beat.tracking import warm_up as warm_up_beat_tracking
@@ -42,6 +42,7 @@ from darc_bridge.rhythm.features import Onset, RhythmFeatures, RhythmSettings
 log = logging.getLogger(__name__)
 
 JOB_KITS_KEPT = 2  # kits named by jobs stay loaded (a user switching between two kits waits once for each)
+FALLBACK = "playing the groove of the mix's beat grid instead"  # what a prompt without hits in the region gets
 
 
 def _fresh_seed() -> int:
@@ -140,8 +141,14 @@ class KitEngine(Engine):
             from darc_bridge.rhythm.nmf import extract_rhythm
 
             progress("rhythm", 0.0)
-            rhythm = extract_rhythm(prompt, settings=self.rhythm_settings, progress=progress)
-            rhythm = rhythm.fit_to(mix.duration, loop_period=grid.loop_period(rhythm.duration))
+            taken = extract_rhythm(prompt, settings=self.rhythm_settings, progress=progress)
+            rhythm = taken.fit_to(mix.duration, loop_period=grid.loop_period(taken.duration))
+            if not taken.onsets:
+                log.warning("no hits found in the prompt: %s", FALLBACK)
+            elif not rhythm.onsets:  # e.g. a region shorter than the take's lead-in
+                log.warning("the prompt has %d hits, but none in the part of it that plays over the %s region "
+                            "(its first hit is at %s): %s", len(taken.onsets), seconds(mix.duration),
+                            seconds(min(o.time for o in taken.onsets)), FALLBACK)
             progress("rhythm", 1.0)
             cancel.raise_if_cancelled()
 
@@ -163,8 +170,6 @@ class KitEngine(Engine):
         varied = rng if t > 0 else None
         groove = grid_groove(grid, temperature=t, rng=varied)
         prompt_onsets = list(rhythm.onsets) if rhythm is not None else []
-        if rhythm is not None and not prompt_onsets:
-            log.warning("no hits found in the prompt: playing the groove of the mix's beat grid instead")
         if prompt_onsets:
             strength = min(float(params.rhythm_strength), 1.0)  # the kit cannot follow harder than exactly
             hits = blend(prompt_onsets, groove, strength, varied)

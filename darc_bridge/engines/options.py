@@ -34,8 +34,10 @@ class OptionSpec:
             if self.choices and value not in self.choices:
                 raise InputError(f"{name} must be one of {', '.join(self.choices)}, got {value[:40]!r}")
             return value
-        if not is_number(value) or not math.isfinite(value):
+        if not is_number(value):
             raise InputError(f"{name} must be a number, got {describe_value(value)}")
+        if not math.isfinite(value):
+            raise InputError(f"{name} must be a finite number, got {value}")
         if self.kind == "i":
             if float(value) != int(value):
                 raise InputError(f"{name} must be a whole number, got {value!r}")

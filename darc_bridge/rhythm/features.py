@@ -10,11 +10,21 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from darc_bridge.errors import InputError
+
 FRAME_RATE = 50.0  # EnCodec 32 kHz token rate: one feature frame per model frame
+MIN_PROMPT_S = 0.25  # shorter than this holds no rhythm worth following
 
 # General MIDI drum notes for classes low -> high timbre: kick, snare, closed hat, then extras.
 GM_NOTES = (36, 38, 42, 46, 45, 49, 51, 39)
 CLASS_NAMES = ("kick", "snare", "hat", "open_hat", "tom", "crash", "ride", "clap")
+
+
+def check_prompt_length(duration: float) -> None:
+    """Refuse a prompt too short to hold a rhythm: one rule for `generate`, the daemon and `rhythm`
+    (which shows what the engines will follow, so it must not accept what they refuse)."""
+    if duration < MIN_PROMPT_S:
+        raise InputError(f"prompt is too short to hold a rhythm: {duration:.2f}s (at least {MIN_PROMPT_S:g}s needed)")
 
 
 @dataclass(frozen=True)
