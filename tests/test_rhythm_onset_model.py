@@ -106,3 +106,29 @@ def test_voice_path_draws_the_same_whatever_the_share():
     assert skip.random() == take.random()  # the stream moved on alike: the share changes no other draw
     assert rate in (8000, 16000) and abs(y.size - x.size * rate / SAMPLE_RATE) <= 1
     assert np.all(np.isfinite(y)) and np.max(np.abs(y)) > 0.01
+
+
+def test_noise_scaling_leaves_a_clean_take_and_shrinks_a_noisy_band():
+    y = _place([(0.2, 0, 0.9), (0.45, 2, 0.7), (0.7, 1, 0.8), (0.95, 2, 0.6)], 1.2)
+    y22 = __import__("librosa").resample(y, orig_sr=SAMPLE_RATE, target_sr=onset_model.SAMPLE_RATE)
+    plain = onset_model.base_features(y22)
+    np.testing.assert_array_equal(onset_model.base_features(y22, noise_scaled=True), plain)  # under the floor
+    noisy = y22 + 0.05 * np.random.default_rng(1).standard_normal(y22.size).astype(np.float32)
+    noisy /= np.max(np.abs(noisy))
+    a, b = onset_model.base_features(noisy), onset_model.base_features(noisy, noise_scaled=True)
+    bands = onset_model.N_MELS
+    np.testing.assert_array_equal(b[:bands], a[:bands])  # the level above the background stays
+    moving = a[bands:] > 1e-6
+    ratio = np.where(moving, b[bands:], 0).sum(axis=1) / np.where(moving, a[bands:], 1e-9).sum(axis=1)
+    assert ratio.max() <= 1.0 + 1e-6 and ratio.min() < 0.7  # the white noise moves past the floor
+    np.testing.assert_allclose(b[bands:], a[bands:] * ratio[:, None], rtol=1e-4, atol=1e-6)  # one gain a band
+
+
+def test_the_model_file_says_which_features_it_was_trained_on(tmp_path):
+    d = json.loads(onset_model.MODEL_PATH.read_text())
+    assert onset_model.OnsetModel.from_json(d).noise_scaled == ("noise_scaled" in d)
+    d["noise_scaled"] = True
+    m = onset_model.OnsetModel.from_json(d)
+    assert m.noise_scaled and m.to_json()["noise_scaled"] is True
+    y = np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.5
+    np.testing.assert_array_equal(m.features(y), onset_model.base_features(y, noise_scaled=True))

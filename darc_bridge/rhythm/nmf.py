@@ -323,8 +323,9 @@ def extract_rhythm(
     model_sr = onset_model.SAMPLE_RATE
     y_model = y if shared or settings.sample_rate == model_sr else librosa.resample(
         y, orig_sr=settings.sample_rate, target_sr=model_sr, res_type="soxr_hq")
-    base = onset_model.base_features(None, model_sr, mag) if shared else onset_model.base_features(y_model, model_sr)
-    probs = onset_model.load_model().predict_base(base)
+    model = onset_model.load_model()
+    base = model.features(None, model_sr, mag) if shared else model.features(y_model, model_sr)
+    probs = model.predict_base(base)
     model_fps = model_sr / onset_model.HOP
     frames = _pick_onsets(probs[:, 0], settings.onset_threshold,
                           max(1, int(round(settings.min_onset_gap_s * model_fps))))

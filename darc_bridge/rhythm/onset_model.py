@@ -6,7 +6,8 @@ to many such takes learns the one thing the thresholds were guessing: what a hit
 its take's own background. It is trained only on the `tune` split of `darc_bridge.kits.splits`
 (kits, GM programs, espeak voices, synthetic families and rooms) and scored on `held_out`
 (`python -m darc_bridge.bench.rhythm`). A share of training takes can go through a phone's or laptop's
-voice path (`CODEC_SHARE`, `--codec-share`; off in the committed model, docs/rhythm.md).
+voice path (`CODEC_SHARE`, `--codec-share`; off in the committed model, docs/rhythm.md), and the
+rise can be measured against each band's own noise (`--noise-scaled`, NOISE_RISE_FLOOR; off too).
 
 Input, per 10 ms frame: a 40-band log-mel spectrum with each band's median over the take taken off
 (the take's steady background: hiss, hum, room tone; what is left is "how far above its background"),
@@ -48,6 +49,12 @@ SUPERFLUX_LAG = 2  # frames: a rise is measured over 20 ms, longer than one STFT
 SUPERFLUX_MAX_BANDS = 3  # max filter over neighbouring bands: vibrato and drifting partials do not rise
 CONTEXT = (-3, -2, -1, 0, 1, 2, 3)  # frames of context: the rise before and the body after a hit
 LABEL_WIDTH = 1  # frames either side of a true onset that count as "onset here" (the STFT smears it)
+# Noise-scaled rise (`noise_scaled`, off in the committed model, docs/rhythm.md): each band's
+# SuperFlux rise is divided by how many times its own noise moves more than this (`band_noise`).
+# 0.02 log10 units: the bands of clean tune takes sit at 0-0.003 (one take's bands at up
+# to 0.07), those of takes under 6 dB SNR pink noise at 0.03-0.04 (up to 0.1), so a clean band
+# keeps its rise as it is and a near-silent one is not blown up (4 takes of each measured).
+NOISE_RISE_FLOOR = 0.02
 
 
 def mlp_over_context(m, base: np.ndarray, context: tuple[int, ...], output=expit) -> np.ndarray:
@@ -76,6 +83,7 @@ class OnsetModel:
     b1: np.ndarray
     w2: np.ndarray
     b2: np.ndarray
+    noise_scaled: bool = False  # trained on `base_features(..., noise_scaled=True)`
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(frames x features) -> (frames x 4) probabilities: onset, kick, snare, hat."""
@@ -90,18 +98,25 @@ class OnsetModel:
         context matrix alone is 40 MB)."""
         return mlp_over_context(self, base, CONTEXT)
 
+    def features(self, y: np.ndarray | None, sr: int = SAMPLE_RATE, mag: np.ndarray | None = None) -> np.ndarray:
+        """`base_features` as this model was trained on them."""
+        return base_features(y, sr, mag, self.noise_scaled)
+
     def to_json(self) -> dict:
         def enc(a: np.ndarray) -> list:
             return np.round(a.astype(np.float64), 6).tolist()
 
+        scaled = {"noise_scaled": True} if self.noise_scaled else {}  # absent: the plain features
         return {"format": "darc-bridge onset model 1", "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
-                "context": list(CONTEXT), **{k: enc(getattr(self, k)) for k in ("mean", "scale", "w1", "b1", "w2", "b2")}}
+                "context": list(CONTEXT), **scaled,
+                **{k: enc(getattr(self, k)) for k in ("mean", "scale", "w1", "b1", "w2", "b2")}}
 
     @classmethod
     def from_json(cls, d: dict) -> OnsetModel:
         if d.get("format") != "darc-bridge onset model 1" or d.get("hop") != HOP or d.get("n_mels") != N_MELS:
             raise ValueError("onset model file does not match this version's features")
-        return cls(**{k: np.asarray(d[k], dtype=np.float32) for k in ("mean", "scale", "w1", "b1", "w2", "b2")})
+        return cls(**{k: np.asarray(d[k], dtype=np.float32) for k in ("mean", "scale", "w1", "b1", "w2", "b2")},
+                   noise_scaled=bool(d.get("noise_scaled", False)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -120,24 +135,46 @@ def magnitude(y: np.ndarray) -> np.ndarray:
     return np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=N_FFT, hop_length=HOP))
 
 
-def base_features(y: np.ndarray | None, sr: int = SAMPLE_RATE, mag: np.ndarray | None = None) -> np.ndarray:
+def band_noise(log_mel: np.ndarray, median: np.ndarray) -> np.ndarray:
+    """(bands, 1) how much each band's background moves: the upper quartile of its rise over
+    SUPERFLUX_LAG frames where both frames are at or below the band's `median` (between hits). For
+    noise the rise is symmetric and its upper quartile is its median absolute rise; a tail's steady
+    fall only lowers it, so a clean take's decays do not read as noise."""
+    rise = log_mel[:, SUPERFLUX_LAG:] - log_mel[:, :-SUPERFLUX_LAG]
+    low = log_mel <= median
+    quiet = low[:, SUPERFLUX_LAG:] & low[:, :-SUPERFLUX_LAG]
+    out = np.zeros((log_mel.shape[0], 1), dtype=np.float32)
+    for b in range(log_mel.shape[0]):
+        if quiet[b].any():
+            out[b, 0] = max(0.0, float(np.percentile(rise[b, quiet[b]], 75)))
+    return out
+
+
+def base_features(y: np.ndarray | None, sr: int = SAMPLE_RATE, mag: np.ndarray | None = None,
+                  noise_scaled: bool = False) -> np.ndarray:
     """Per-frame features (2 x bands, frames) of a mono take at `sr` (already peak-normalised), or
-    of its `magnitude` when the caller has it already (the extractor shares one STFT with NMF)."""
+    of its `magnitude` when the caller has it already (the extractor shares one STFT with NMF).
+    `noise_scaled`: each band's rise divided by max(1, band_noise / NOISE_RISE_FLOOR), so a noisy
+    band's random rises are measured against that band's own noise."""
     if mag is None:
         mag = magnitude(y)
     mel = _mel_basis(sr) @ mag
     log_mel = np.log10(1.0 + LOG_GAIN * mel).astype(np.float32)
     step = max(1, log_mel.shape[1] // 3000)  # a few thousand frames pin a median; long takes skip some
-    above = log_mel - np.median(log_mel[:, ::step], axis=1, keepdims=True)
+    median = np.median(log_mel[:, ::step], axis=1, keepdims=True)
+    above = log_mel - median
     ref = maximum_filter1d(log_mel, SUPERFLUX_MAX_BANDS, axis=0)
     ref = np.pad(ref, ((0, 0), (SUPERFLUX_LAG, 0)), mode="edge")[:, : log_mel.shape[1]]
     flux = np.maximum(log_mel - ref, 0.0)
+    if noise_scaled:
+        flux = flux * (1.0 / np.maximum(1.0, band_noise(log_mel, median) / NOISE_RISE_FLOOR))
     return np.concatenate([above, flux], axis=0)  # (2 x bands, frames)
 
 
-def frame_features(y: np.ndarray | None, sr: int = SAMPLE_RATE, mag: np.ndarray | None = None) -> np.ndarray:
+def frame_features(y: np.ndarray | None, sr: int = SAMPLE_RATE, mag: np.ndarray | None = None,
+                   noise_scaled: bool = False) -> np.ndarray:
     """(frames x features) model input: `base_features` with CONTEXT frames stacked per frame."""
-    base = base_features(y, sr, mag)
+    base = base_features(y, sr, mag, noise_scaled)
     n = base.shape[1]
     lo, hi = -min(CONTEXT), max(CONTEXT)
     padded = np.pad(base, ((0, 0), (lo, hi)), mode="edge")
@@ -175,6 +212,7 @@ CODEC_SHARE = 0.0
 # drawn at its lowest levels (0.8: 26/38 kbps). A half of Opus at 0.90-0.97 (12-32 kbps) did worse
 # on the tune split's realistic takes (onset F1 -0.013) and was left out.
 CODECS = (("VORBIS", 0.8, 1.0),)
+NOISE_SCALED = False  # train on noise-scaled features (NOISE_RISE_FLOOR; off: docs/rhythm.md)
 
 
 def _voice_path(audio: np.ndarray, sr: int, rng: np.random.Generator, seed: int,
@@ -194,8 +232,8 @@ def _voice_path(audio: np.ndarray, sr: int, rng: np.random.Generator, seed: int,
     return mic_chain(audio, sr, band, rate, seed, pump=pump, level=level, subtype=subtype), rate
 
 
-def training_set(n_per_type: int, seed: int, negatives: float = 0.3,
-                 codec_share: float = CODEC_SHARE) -> tuple[np.ndarray, np.ndarray]:
+def training_set(n_per_type: int, seed: int, negatives: float = 0.3, codec_share: float = CODEC_SHARE,
+                 noise_scaled: bool = NOISE_SCALED) -> tuple[np.ndarray, np.ndarray]:
     """Frames of `tune` takes (clean and realistic, every prompt type), `codec_share` of them through
     a phone's or laptop's voice path: all frames near a hit and a seeded share of the others (most
     frames hold no hit)."""
@@ -219,7 +257,7 @@ def training_set(n_per_type: int, seed: int, negatives: float = 0.3,
         if lossy is not None:
             audio, sr = lossy
         y = np.pad(_prepare(audio, sr, settings), (lead, 0))
-        x = frame_features(y)
+        x = frame_features(y, noise_scaled=noise_scaled)
         shifted = [type(o)(o.time + lead / SAMPLE_RATE, o.cls, o.strength) for o in truth]
         t = _targets(x.shape[0], shifted, SAMPLE_RATE)
         keep = (t[:, 0] == 1) | (rng.random(x.shape[0]) < negatives)
@@ -234,7 +272,7 @@ NEGATIVE_SHARE = 0.3  # share of hit-free frames kept for training (most frames 
 
 
 def train(n_per_type: int = 48, seed: int = 1, hidden: int = 64, out: Path = MODEL_PATH,
-          codec_share: float = CODEC_SHARE) -> OnsetModel:
+          codec_share: float = CODEC_SHARE, noise_scaled: bool = NOISE_SCALED) -> OnsetModel:
     """Fit the model on `tune` takes and write its weights to `out` (deterministic for a seed).
 
     Hit-free frames are subsampled to NEGATIVE_SHARE, which multiplies every output's odds by
@@ -244,7 +282,7 @@ def train(n_per_type: int = 48, seed: int = 1, hidden: int = 64, out: Path = MOD
     from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
-    x, y = training_set(n_per_type, seed, NEGATIVE_SHARE, codec_share)
+    x, y = training_set(n_per_type, seed, NEGATIVE_SHARE, codec_share, noise_scaled)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-3
     log.info("training on %d frames x %d features (%.0f s to build)", *x.shape, time.perf_counter() - t0)
     clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, batch_size=256, learning_rate_init=1e-3,
@@ -253,7 +291,7 @@ def train(n_per_type: int = 48, seed: int = 1, hidden: int = 64, out: Path = MOD
         clf.fit((x - mean) / scale, y)
     model = OnsetModel(mean.astype(np.float32), scale.astype(np.float32), clf.coefs_[0].astype(np.float32),
                        clf.intercepts_[0].astype(np.float32), clf.coefs_[1].astype(np.float32),
-                       (clf.intercepts_[1] + np.log(NEGATIVE_SHARE)).astype(np.float32))
+                       (clf.intercepts_[1] + np.log(NEGATIVE_SHARE)).astype(np.float32), noise_scaled)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(model.to_json(), separators=(",", ":")), encoding="utf-8")
     tmp.replace(out)
@@ -270,11 +308,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--codec-share", type=float, default=CODEC_SHARE,
                         help="share of takes through a phone's or laptop's voice path (lossy codec)")
+    parser.add_argument("--noise-scaled", action=argparse.BooleanOptionalAction, default=NOISE_SCALED,
+                        help="scale each band's features by its own noise (NOISE_RISE_FLOOR)")
     args = parser.parse_args(argv)
     if not 0.0 <= args.codec_share <= 1.0:
         parser.error(f"--codec-share must be between 0 and 1, got {args.codec_share}")
     logging.basicConfig(level=logging.INFO)
-    train(args.n, args.seed, args.hidden, args.out, args.codec_share)
+    train(args.n, args.seed, args.hidden, args.out, args.codec_share, args.noise_scaled)
 
 
 if __name__ == "__main__":
