@@ -282,12 +282,15 @@ def train(n_per_type: int = 48, seed: int = 1, hidden: int = 64, out: Path = MOD
     from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
-    x, y = training_set(n_per_type, seed, NEGATIVE_SHARE, codec_share, noise_scaled)
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-3
-    log.info("training on %d frames x %d features (%.0f s to build)", *x.shape, time.perf_counter() - t0)
-    clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, batch_size=256, learning_rate_init=1e-3,
-                        max_iter=40, early_stopping=True, n_iter_no_change=4, random_state=seed)
-    with threadpool_limits(limits=1, user_api="blas"):
+    # One thread for every native pool, the training set's features included: a BLAS product over
+    # two threads rounds differently (the mel projection of every take), which changed the fitted
+    # model: a 2-thread run wrote another file than a 1-thread one.
+    with threadpool_limits(limits=1):
+        x, y = training_set(n_per_type, seed, NEGATIVE_SHARE, codec_share, noise_scaled)
+        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-3
+        log.info("training on %d frames x %d features (%.0f s to build)", *x.shape, time.perf_counter() - t0)
+        clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, batch_size=256, learning_rate_init=1e-3,
+                            max_iter=40, early_stopping=True, n_iter_no_change=4, random_state=seed)
         clf.fit((x - mean) / scale, y)
     model = OnsetModel(mean.astype(np.float32), scale.astype(np.float32), clf.coefs_[0].astype(np.float32),
                        clf.intercepts_[0].astype(np.float32), clf.coefs_[1].astype(np.float32),
