@@ -25,6 +25,7 @@ bit-identical logits.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 from collections.abc import Iterator
@@ -173,14 +174,14 @@ class Decoder:
 
 def _spans(groups: tuple[int, ...] | None, rows: int) -> list[tuple[int, int]] | None:
     """Row ranges of `groups` (None: the batch is one group)."""
-    if groups is None or len(groups) <= 1:
-        if groups is not None and sum(groups) != rows:
-            raise ValueError(f"groups {groups} do not split the batch of {rows} rows into jobs")
+    if groups is None:
         return None
     if sum(groups) != rows or min(groups) < 1:
         raise ValueError(f"groups {groups} do not split the batch of {rows} rows into jobs")
-    ends = [sum(groups[:i + 1]) for i in range(len(groups))]
-    return list(zip([0] + ends[:-1], ends, strict=True))
+    if len(groups) == 1:
+        return None
+    ends = list(itertools.accumulate(groups))
+    return list(zip([0, *ends[:-1]], ends, strict=True))
 
 
 class DecodeSession:
@@ -411,8 +412,8 @@ class _StepState:
         dev, dtype = kv.device, kv.dtype
         self.x = torch.zeros(rows, d.dim, device=dev, dtype=dtype)
         self.qkv = torch.empty(rows, 3 * d.dim, device=dev, dtype=dtype)
-        self.q = self.qkv[:self.b, :d.dim].view(self.b, d.heads, 1, d.head_dim)
-        self.kv_new = self.qkv[:self.b, d.dim:].view(self.b, 2, d.heads, 1, d.head_dim).transpose(0, 1)
+        self.q = self.qkv[:, :d.dim].view(rows, d.heads, 1, d.head_dim)
+        self.kv_new = self.qkv[:, d.dim:].view(rows, 2, d.heads, 1, d.head_dim).transpose(0, 1)
         hidden = session.layers[0].linear1[0].shape[0]
         self.f = torch.empty(rows, hidden, device=dev, dtype=dtype)
         self.o = torch.empty(rows, d.dim, device=dev, dtype=dtype)
